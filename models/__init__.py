@@ -1,0 +1,1 @@
+"""Torch models (teacher, students, action space, flow matching) and pose math. No Beam here."""

@@ -1,0 +1,1 @@
+"""Beam pipelines (label, clips, distill, bench) and the `coclabel` command."""

@@ -1,0 +1,1 @@
+"""The synthetic fleet: world, scenarios, expert driver, cameras, log writers, closed loop."""

@@ -1,0 +1,1 @@
+"""Beam PTransforms and DoFns, each a thin wrapper over a pure function or class."""
