@@ -26,7 +26,8 @@ EPILOG = """examples:
 Run `coclabel COMMAND --help` for a command's options."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported and its options configured."""
     parser = argparse.ArgumentParser(
         prog="coclabel",
         description="Label fleet driving logs with a reasoning teacher (Chain-of-Causation + 6.4 s trajectory).",
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text, beam) in COMMANDS.items():
+        if name != command:
+            sub.add_parser(name, help=help_text)
+            continue
         mod = importlib.import_module(module)
         p = sub.add_parser(
             name,
@@ -49,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args, extra = parser.parse_known_args(argv)
     if extra and not args._beam:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

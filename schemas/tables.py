@@ -30,6 +30,8 @@ CLIPS = pa.schema(
         pa.field("ego_future_xyz", _xyz_list, nullable=False),  # 64x3, null rows past log end
         pa.field("ego_future_rot", _rot_list, nullable=False),  # 64x9
         pa.field("source_uri", pa.string(), nullable=False),
+        # Extra: mean luma (0-255) of the front wide camera at t0; low at night and in tunnels.
+        pa.field("image_luma", pa.float32()),
     ],
     metadata={b"coclabel.table": b"clips", b"coclabel.schema_version": SCHEMA_VERSION.encode()},
 )
