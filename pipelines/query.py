@@ -31,35 +31,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=50, help="rows shown by --format table (default 50)")
 
 
-def open_dataset(root: str):
-    """A DuckDB connection with the dataset's views, sandboxed to read only under `root`."""
-    import duckdb
-    import fsspec
-    import pyarrow as pa
-
-    from schemas import tables, views
-
-    fs, _, (base,) = fsspec.get_fs_token_paths(root)
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    local = protocol in ("file", "local")
-    prefix = base if local else f"{protocol}://{base}"
-    con = duckdb.connect(":memory:")
-    if not local:
-        con.register_filesystem(fs)
-    for table in views.TABLE_VIEWS:
-        if fs.glob(f"{base.rstrip('/')}/{table}/**/*.parquet"):
-            con.execute(f"CREATE VIEW {table} AS {views.table_view_sql(prefix, table)}")
-        else:
-            con.register(table, pa.Table.from_pylist([], schema=tables.TABLES[table]))
-    for name, sql in views.DERIVED_VIEWS.items():
-        con.execute(f"CREATE VIEW {name} AS {sql}")
-    allowed = prefix.rstrip("/") + "/"
-    con.execute(f"SET allowed_directories=['{allowed.replace(chr(39), chr(39) * 2)}']")
-    con.execute("SET enable_external_access=false")
-    con.execute("SET lock_configuration=true")
-    return con
-
-
 def check_read_only(con, sql: str) -> None:
     """Raise QueryRefused unless `sql` is exactly one SELECT/EXPLAIN statement."""
     try:
@@ -144,6 +115,7 @@ def _cell(value) -> str:
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.query_examples import EXAMPLES
+    from schemas.views import open_dataset
 
     con = open_dataset(args.dataset)
     if args.examples:

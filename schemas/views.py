@@ -1,6 +1,8 @@
 """DuckDB views over a dataset: clips, labels, samples (one row per sample), waypoints (one row
 per predicted waypoint) and quarantine. Partition keys stay VARCHAR, as in schemas.tables."""
 
+from schemas.tables import TABLES
+
 TABLE_VIEWS = ("clips", "labels", "quarantine")
 
 SAMPLES_SQL = """
@@ -36,3 +38,30 @@ def table_view_sql(root: str, table: str) -> str:
 
 
 DERIVED_VIEWS = {"samples": SAMPLES_SQL, "waypoints": WAYPOINTS_SQL}
+
+
+def open_dataset(root: str):
+    """A DuckDB connection with the dataset's views, sandboxed to read only under `root`."""
+    import duckdb
+    import fsspec
+    import pyarrow as pa
+
+    fs, _, (base,) = fsspec.get_fs_token_paths(root)
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    local = protocol in ("file", "local")
+    prefix = base if local else f"{protocol}://{base}"
+    con = duckdb.connect(":memory:")
+    if not local:
+        con.register_filesystem(fs)
+    for table in TABLE_VIEWS:
+        if fs.glob(f"{base.rstrip('/')}/{table}/**/*.parquet"):
+            con.execute(f"CREATE VIEW {table} AS {table_view_sql(prefix, table)}")
+        else:
+            con.register(table, pa.Table.from_pylist([], schema=TABLES[table]))
+    for name, sql in DERIVED_VIEWS.items():
+        con.execute(f"CREATE VIEW {name} AS {sql}")
+    allowed = prefix.rstrip("/") + "/"
+    con.execute(f"SET allowed_directories=['{allowed.replace(chr(39), chr(39) * 2)}']")
+    con.execute("SET enable_external_access=false")
+    con.execute("SET lock_configuration=true")
+    return con

@@ -4,6 +4,7 @@ import pytest
 
 from pipelines import query
 from pipelines.query_examples import EXAMPLES, NIGHT_LUMA
+from schemas.views import open_dataset
 from tests import datasets as d
 
 
@@ -27,7 +28,7 @@ def dataset(tmp_path):
 
 def test_views_expose_samples_and_waypoints(dataset):
     root, labels, _, _ = dataset
-    con = query.open_dataset(str(root))
+    con = open_dataset(str(root))
     assert query.run_query(con, "SELECT count(*) AS n FROM samples").to_pylist() == [{"n": 4}]
     assert query.run_query(con, "SELECT count(*) AS n FROM waypoints").to_pylist() == [{"n": 4 * 64}]
     row = query.run_query(con, "SELECT x, t_s FROM waypoints WHERE clip_id = '%s' AND sample_index = 0 "
@@ -40,7 +41,7 @@ def test_views_expose_samples_and_waypoints(dataset):
 
 def test_examples_return_what_they_promise(dataset):
     root, labels, clips, quarantine = dataset
-    con = query.open_dataset(str(root))
+    con = open_dataset(str(root))
     red, night, by_reason, mix = (query.run_query(con, e.sql).to_pylist() for e in EXAMPLES)
     expected_red = [(l["clip_id"], k) for l in labels for k, s in enumerate(l["samples"])
                     if "red" in s["reasoning"].lower() and s["meta_action"]["longitudinal"] not in ("stop", "decelerate")]
@@ -68,7 +69,7 @@ def test_examples_return_what_they_promise(dataset):
     "SELECT 1; SELECT 2",
 ])
 def test_writes_and_state_changes_are_refused(dataset, sql):
-    con = query.open_dataset(str(dataset[0]))
+    con = open_dataset(str(dataset[0]))
     with pytest.raises(query.QueryRefused):
         query.run_query(con, sql)
 
@@ -76,14 +77,14 @@ def test_writes_and_state_changes_are_refused(dataset, sql):
 def test_reads_outside_the_dataset_are_blocked(dataset, tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside") / "secret.csv"
     outside.write_text("a\n1\n")
-    con = query.open_dataset(str(dataset[0]))
+    con = open_dataset(str(dataset[0]))
     with pytest.raises(Exception, match="(?i)permission|disabled"):
         query.run_query(con, f"SELECT * FROM read_csv('{outside}')")
 
 
 def test_empty_tables_are_queryable(tmp_path):
     d.write_dataset(tmp_path, labels=[d.label_row("log-a", 2_000_000, [d.sample("Keep speed.", 5, 0, "keep_speed")])])
-    con = query.open_dataset(str(tmp_path))
+    con = open_dataset(str(tmp_path))
     assert query.run_query(con, "SELECT count(*) AS n FROM quarantine").to_pylist() == [{"n": 0}]
 
 
@@ -94,7 +95,7 @@ def test_memory_filesystem(dataset):
     mem = fsspec.filesystem("memory")
     for path in root.rglob("*.parquet"):
         mem.pipe(f"/ds/{path.relative_to(root)}", path.read_bytes())
-    con = query.open_dataset("memory://ds")
+    con = open_dataset("memory://ds")
     assert query.run_query(con, "SELECT count(*) AS n FROM labels").to_pylist() == [{"n": 3}]
 
 
