@@ -1,5 +1,6 @@
 """The synthetic Hyperion-8 camera rig: pinhole cameras mounted on the ego body frame."""
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,3 +64,11 @@ RIG = {
     )
 }
 assert tuple(RIG) == HYPERION8_CAMERAS
+
+
+def camera_phase_us(camera: str, camera_hz: float = 10.0) -> int:
+    """When a camera's frames are taken, after the start of a drive (then every period): one
+    period less a fixed per-camera lead of 8-16 ms, so each frame is captured shortly before a
+    10 Hz tick, as on a triggered rig. Cameras are asynchronous to each other."""
+    period_us = round(1e6 / camera_hz)
+    return period_us - (8_000 + zlib.crc32(camera.encode()) % 8_000)

@@ -1,0 +1,36 @@
+"""Atomic publication of an output file on any fsspec filesystem.
+
+A file appears under its final name only once it has been written completely: the bytes go
+to a temporary name beside the target, which is moved into place on success and removed on
+any error (including KeyboardInterrupt), so an interrupted writer never leaves a partial file.
+"""
+
+import contextlib
+import posixpath
+import uuid
+from typing import BinaryIO, Iterator
+
+import fsspec
+
+
+@contextlib.contextmanager
+def atomic_output(uri: str) -> Iterator[BinaryIO]:
+    """Yield a writable binary file that is published as `uri` only if the block succeeds.
+
+    Parent folders are created. An existing file at `uri` is replaced on success and left
+    untouched on failure.
+    """
+    fs, path = fsspec.core.url_to_fs(uri)
+    parent, name = posixpath.split(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = posixpath.join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with fs.open(tmp, "wb") as f:
+            yield f
+        fs.mv(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            if fs.exists(tmp):
+                fs.rm(tmp)
+        raise
