@@ -38,7 +38,7 @@ def planned_windows(log_uris: list[str], topic_map, stride_us: int) -> tuple[int
             try:
                 windows += len(t0_grid(open_log(ref, topic_map).info(), stride_us))
             except LogReadError:
-                windows += 1  # one log-level quarantine row
+                continue  # a log-level quarantine row, no windows
     return logs, windows
 
 

@@ -1,0 +1,55 @@
+"""The main job on the embedded defaults, on a laptop: write a synthetic fleet in both log
+formats (MCAP/ROS 2 and PhysicalAI-AV), label it with the bundled tiny teacher, write the
+quality report and run the example queries. Prints where everything is.
+
+examples:
+  coclabel demo                       # into out/demo
+  coclabel demo --out /tmp/demo --vehicles 2 --minutes 2
+"""
+
+import argparse
+import time
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    parser.add_argument("--vehicles", type=int, default=2, help="vehicles per log format (default 2)")
+    parser.add_argument("--minutes", type=float, default=2.0, help="minutes driven per vehicle (default 2)")
+    parser.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
+
+
+def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from rich.console import Console
+
+    from pipelines.cli import main
+
+    console = Console()
+    out = args.out.rstrip("/")
+    logs, dataset = f"{out}/logs", f"{out}/dataset"
+    fleet = ["--vehicles", str(args.vehicles), "--minutes", str(args.minutes)]
+    steps = [
+        ("synth MCAP fleet", ["synth", "--out", f"{logs}/mcap", "--format", "mcap", "--seed", str(args.seed), *fleet]),
+        ("synth PhysicalAI-AV fleet", ["synth", "--out", f"{logs}/pai", "--format", "pai",
+                                       "--seed", str(args.seed + 1), *fleet]),
+        ("label with the tiny teacher", ["label", "--logs", logs, "--out", dataset, *beam_args]),
+        ("quality report", ["report", dataset]),
+        ("example queries", ["query", dataset, "--examples", "--limit", "5"]),
+    ]
+    timings = []
+    for title, argv in steps:
+        console.rule(f"[bold]{title}[/]: coclabel {' '.join(argv)}")
+        started = time.perf_counter()
+        code = main(argv)
+        timings.append((title, time.perf_counter() - started))
+        if code:
+            console.print(f"[bold red]{title} failed (exit {code})")
+            return code
+    console.rule("[bold]done")
+    for title, seconds in timings:
+        console.print(f"{title:32s} {seconds:7.1f} s")
+    console.print(f"{'total':32s} {sum(s for _, s in timings):7.1f} s")
+    console.print(f"\nlogs:     {logs}/mcap (MCAP/ROS 2), {logs}/pai (PhysicalAI-AV)\n"
+                  f"dataset:  {dataset} (clips/, labels/, quarantine/, _manifest.json)\n"
+                  f"report:   {dataset}/_quality/index.html\n"
+                  f"query:    coclabel query {dataset} \"SELECT * FROM samples LIMIT 5\"")
+    return 0

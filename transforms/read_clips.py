@@ -1,0 +1,269 @@
+"""Beam: logs -> clip and quarantine rows, in batch (`ReadClips`) and streaming (`StreamClips`).
+
+Batch: log URIs -> LogRefs -> (log, block) tasks, small, the only elements shuffled -> one
+`ClipBlock` per block, assembled next to the reader, so image bytes never cross a shuffle.
+Streaming: timestamped (log_id, message) elements -> a stateful DoFn per log that buffers
+messages until the watermark passes them and feeds them in time order to the same
+`ClipAssembler`.
+"""
+
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Timestamp
+
+from schemas.contract import CAMERA_TOLERANCE_US, DEFAULT_STRIDE_US
+from transforms.clips import DEFAULT_BLOCK_US, ClipAssembler, Output, block_starts, quarantine_row, read_range
+from transforms.sources.base import CameraFrame, EgoPose, LogInfo, LogReadError
+from transforms.sources.discover import LogRef, find_logs, open_log
+from transforms.sources.topic_map import TopicMap
+
+FALLBACK_DATE = "1970-01-01"  # the date of a log whose start could not be read
+FLUSH_US = 1_000_000  # streaming: messages go to the assembler in steps of this much event time
+IDLE_US = 10_000_000  # streaming: a log with no message for this long (event time) has ended
+
+
+@dataclass
+class ClipBlock:
+    """The rows of one block of a log (or of a whole log that failed: block_start_us = first
+    block, or 0 when the log could not be opened)."""
+
+    info: LogInfo
+    block_start_us: int
+    clips: list[dict] = field(default_factory=list)
+    quarantine: list[dict] = field(default_factory=list)
+
+    @property
+    def windows(self) -> int:
+        """t0 windows of the block (log-level quarantine rows are not windows)."""
+        return len(self.clips) + sum(q["t0_us"] is not None for q in self.quarantine)
+
+
+@dataclass(frozen=True)
+class BlockTask:
+    ref: LogRef
+    info: LogInfo
+    block_start_us: int
+
+
+def _block(info: LogInfo, block_start_us: int, outputs: list[Output]) -> ClipBlock:
+    block = ClipBlock(info, block_start_us)
+    for table, row in outputs:
+        (block.clips if table == "clips" else block.quarantine).append(row)
+    return block
+
+
+def _count(block: ClipBlock) -> None:
+    beam.metrics.Metrics.counter("clips", "windows").inc(block.windows)
+    beam.metrics.Metrics.counter("clips", "clips").inc(len(block.clips))
+    for row in block.quarantine:
+        beam.metrics.Metrics.counter("clips", f"quarantined_{row['reason']}").inc()
+
+
+class PlanBlocks(beam.DoFn):
+    """LogRef -> BlockTask per block holding a t0; a log that cannot be windowed -> a ClipBlock
+    with its log-level quarantine row on the "done" output."""
+
+    def __init__(self, topic_map: TopicMap | None, stride_us: int, block_us: int):
+        self._topic_map = topic_map
+        self._stride_us = stride_us
+        self._block_us = block_us
+
+    def process(self, ref: LogRef):
+        try:
+            info = open_log(ref, self._topic_map).info()
+        except LogReadError as e:
+            info = LogInfo(ref.uri, ref.log_id, ref.vehicle_id, FALLBACK_DATE, 0, 0)
+            block = ClipBlock(info, 0, quarantine=[quarantine_row(info, None, e.reason, e.detail)])
+            _count(block)
+            yield beam.pvalue.TaggedOutput("done", block)
+            return
+        starts = block_starts(info, self._stride_us, self._block_us)
+        if not starts:
+            block = _block(info, (info.start_us // self._block_us) * self._block_us,
+                           ClipAssembler(info, self._stride_us).finish())
+            _count(block)
+            yield beam.pvalue.TaggedOutput("done", block)
+        for start in starts:
+            yield BlockTask(ref, info, start)
+
+
+class AssembleBlock(beam.DoFn):
+    """BlockTask -> ClipBlock: read the block's time range and run the assembler on it."""
+
+    def __init__(self, topic_map: TopicMap | None, stride_us: int, block_us: int, tolerance_us: int):
+        self._topic_map = topic_map
+        self._stride_us = stride_us
+        self._block_us = block_us
+        self._tolerance_us = tolerance_us
+
+    def process(self, task: BlockTask):
+        yield assemble_block(task, self._topic_map, self._stride_us, self._block_us, self._tolerance_us)
+
+
+def assemble_block(task: BlockTask, topic_map: TopicMap | None = None, stride_us: int = DEFAULT_STRIDE_US,
+                   block_us: int = DEFAULT_BLOCK_US, tolerance_us: int = CAMERA_TOLERANCE_US) -> ClipBlock:
+    """The rows of one block; a reader failing part-way quarantines the block's remaining windows."""
+    start = task.block_start_us
+    assembler = ClipAssembler(task.info, stride_us, tolerance_us, t0_range=(start, start + block_us))
+    outputs: list[Output] = []
+    try:
+        for message in open_log(task.ref, topic_map).messages(*read_range(start, block_us, tolerance_us)):
+            outputs += assembler.push(message)
+        outputs += assembler.finish()
+    except LogReadError as e:
+        outputs += assembler.abort(e.reason, e.detail)
+    block = _block(task.info, start, outputs)
+    _count(block)
+    return block
+
+
+class ReadClips(beam.PTransform):
+    """Log URIs (searched recursively; a list or a PCollection of str) -> ClipBlock per block.
+
+    Apply to the pipeline: `p | ReadClips(["/data/fleet"])`.
+    """
+
+    def __init__(self, log_uris, stride_us: int = DEFAULT_STRIDE_US, block_us: int = DEFAULT_BLOCK_US,
+                 topic_map: TopicMap | None = None, tolerance_us: int = CAMERA_TOLERANCE_US):
+        super().__init__()
+        if block_us % stride_us:
+            raise ValueError(f"block_us ({block_us}) must be a multiple of stride_us ({stride_us})")
+        self._log_uris = log_uris
+        self._stride_us = stride_us
+        self._block_us = block_us
+        self._topic_map = topic_map
+        self._tolerance_us = tolerance_us
+
+    def expand(self, pbegin):
+        uris = self._log_uris
+        if not isinstance(uris, beam.PCollection):
+            uris = pbegin | "LogUris" >> beam.Create(list(uris))
+        planned = (
+            uris
+            | "FindLogs" >> beam.FlatMap(find_logs)
+            | "SpreadLogs" >> beam.Reshuffle()
+            | "PlanBlocks" >> beam.ParDo(PlanBlocks(self._topic_map, self._stride_us, self._block_us))
+            .with_outputs("done", main="tasks")
+        )
+        blocks = (
+            planned.tasks
+            | "SpreadBlocks" >> beam.Reshuffle()
+            | "AssembleBlocks" >> beam.ParDo(
+                AssembleBlock(self._topic_map, self._stride_us, self._block_us, self._tolerance_us))
+        )
+        return (blocks, planned.done) | "AllBlocks" >> beam.Flatten()
+
+
+def timestamped(log_id: str, message: CameraFrame | EgoPose) -> beam.window.TimestampedValue:
+    """A streaming input element: (log_id, message) at the message's event time."""
+    return beam.window.TimestampedValue((log_id, message), Timestamp(micros=int(message.t_us)))
+
+
+def _order(message) -> tuple:
+    return message.t_us, isinstance(message, CameraFrame), getattr(message, "camera", "")
+
+
+class AssembleStream(beam.DoFn):
+    """(log_id, message) elements at their event time -> Output rows, as the watermark advances.
+
+    Messages wait in state until the watermark passes them (FLUSH_US steps) and are pushed in
+    time order; a message behind the watermark reaches the assembler late and counts as a
+    decreasing timestamp. A log ends when it has been silent for IDLE_US of event time (or at
+    the end of a bounded input). The assembler itself is kept in state (pickled: it is ours).
+    """
+
+    BUFFER = BagStateSpec("buffer", PickleCoder())
+    ASSEMBLER = ReadModifyWriteStateSpec("assembler", PickleCoder())
+    FLUSH_AT = ReadModifyWriteStateSpec("flush_at", VarIntCoder())
+    LAST_T = ReadModifyWriteStateSpec("last_t", VarIntCoder())
+    FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
+    IDLE = TimerSpec("idle", TimeDomain.WATERMARK)
+
+    def __init__(self, infos: dict[str, LogInfo], stride_us: int = DEFAULT_STRIDE_US,
+                 tolerance_us: int = CAMERA_TOLERANCE_US):
+        self._infos = infos
+        self._stride_us = stride_us
+        self._tolerance_us = tolerance_us
+
+    def process(self, element, buffer=beam.DoFn.StateParam(BUFFER), flush_at=beam.DoFn.StateParam(FLUSH_AT),
+                last_t=beam.DoFn.StateParam(LAST_T), flush=beam.DoFn.TimerParam(FLUSH),
+                idle=beam.DoFn.TimerParam(IDLE)):
+        _, message = element
+        t = int(message.t_us)
+        buffer.add(message)
+        due = (t // FLUSH_US + 1) * FLUSH_US
+        if flush_at.read() is None or due < flush_at.read():
+            flush_at.write(due)
+            flush.set(Timestamp(micros=due))
+        latest = max(t, last_t.read() or t)
+        last_t.write(latest)
+        idle.set(Timestamp(micros=latest + IDLE_US))
+
+    @on_timer(FLUSH)
+    def on_flush(self, key=beam.DoFn.KeyParam, ts=beam.DoFn.TimestampParam, buffer=beam.DoFn.StateParam(BUFFER),
+                 assembler=beam.DoFn.StateParam(ASSEMBLER), flush_at=beam.DoFn.StateParam(FLUSH_AT),
+                 flush=beam.DoFn.TimerParam(FLUSH)):
+        now = ts.micros
+        messages = list(buffer.read())
+        ready = sorted((m for m in messages if m.t_us < now), key=_order)
+        later = [m for m in messages if m.t_us >= now]
+        buffer.clear()
+        for m in later:
+            buffer.add(m)
+        flush_at.clear()
+        if later:
+            due = (min(m.t_us for m in later) // FLUSH_US + 1) * FLUSH_US
+            flush_at.write(due)
+            flush.set(Timestamp(micros=due))
+        yield from self._push(key, ready, assembler, final=False)
+
+    @on_timer(IDLE)
+    def on_idle(self, key=beam.DoFn.KeyParam, ts=beam.DoFn.TimestampParam, buffer=beam.DoFn.StateParam(BUFFER),
+                assembler=beam.DoFn.StateParam(ASSEMBLER), flush_at=beam.DoFn.StateParam(FLUSH_AT),
+                last_t=beam.DoFn.StateParam(LAST_T)):
+        if (last_t.read() or 0) + IDLE_US > ts.micros:
+            return
+        ready = sorted(buffer.read(), key=_order)
+        buffer.clear()
+        flush_at.clear()
+        last_t.clear()
+        yield from self._push(key, ready, assembler, final=True)
+
+    def _push(self, log_id, messages, state, final: bool):
+        current = state.read()
+        if current is None:
+            current = ClipAssembler(self._infos[log_id], self._stride_us, self._tolerance_us, open_ended=True)
+        for m in messages:
+            yield from current.push(m)
+        if final:
+            yield from current.finish()
+            state.clear()
+        else:
+            state.write(current)
+
+
+class StreamClips(beam.PTransform):
+    """Timestamped (log_id, CameraFrame | EgoPose) -> Output(table, row) per window.
+
+    `infos` maps each log id to its LogInfo (uri, vehicle, date, first ego pose time; `end_us`
+    is not used: the grid ends at the last ego pose that arrives). Rows carry the event time of
+    the timer that emitted them; a log's last rows come IDLE_US after its last message, so a
+    bounded input should advance the watermark past that before it ends (rows emitted once the
+    watermark is at infinity are late for downstream windowed aggregations).
+    """
+
+    def __init__(self, infos: dict[str, LogInfo], stride_us: int = DEFAULT_STRIDE_US,
+                 tolerance_us: int = CAMERA_TOLERANCE_US):
+        super().__init__()
+        self._fn = AssembleStream(infos, stride_us, tolerance_us)
+
+    def expand(self, messages):
+        return (
+            messages
+            | "Global" >> beam.WindowInto(beam.window.GlobalWindows())
+            | "Assemble" >> beam.ParDo(self._fn).with_input_types(tuple[str, object])
+        )
