@@ -20,7 +20,6 @@ import hashlib
 import json
 import posixpath
 import re
-import uuid
 
 import apache_beam as beam
 import fsspec
@@ -30,8 +29,8 @@ import pyarrow.parquet as pq
 
 from schemas.manifest import validate_manifest
 from schemas.tables import PARTITION_KEYS, TABLES, validate_table
+from transforms.publish import TEMP_PREFIX, atomic_output
 
-TEMP_PREFIX = "_tmp."
 MANIFEST_NAME = "_manifest.json"
 SUCCESS_NAME = "_SUCCESS"
 COMPRESSION = "zstd"
@@ -91,23 +90,6 @@ def _join(out_uri: str, relative: str) -> str:
     return f"{out_uri.rstrip('/')}/{relative}"
 
 
-@contextlib.contextmanager
-def _published(uri: str):
-    """Yield a binary file that becomes `uri` only if the block succeeds."""
-    fs, path = fsspec.core.url_to_fs(uri)
-    parent, name = posixpath.split(path)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f"{TEMP_PREFIX}{name}.{uuid.uuid4().hex}")
-    try:
-        with fs.open(tmp, "wb") as f:
-            yield f
-        fs.mv(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            fs.rm(tmp)
-        raise
-
-
 def _sort_key(columns: tuple[str, ...]):
     return lambda row: tuple((row.get(c) is None, row.get(c) if row.get(c) is not None else 0) for c in columns)
 
@@ -137,7 +119,7 @@ def write_partition_file(out_uri: str, table: str, rows: list[dict], date: str, 
     arrow = rows_to_table(table, rows)
     bytes_per_row = max(1, arrow.nbytes // max(1, arrow.num_rows))
     row_group_size = max(1, min(MAX_ROW_GROUP_ROWS, ROW_GROUP_BYTES // bytes_per_row))
-    with _published(uri) as f:
+    with atomic_output(uri) as f:
         pq.write_table(arrow, f, compression=COMPRESSION, row_group_size=row_group_size)
     return uri
 
@@ -178,9 +160,9 @@ def mark_complete(out_uri: str, manifest: dict) -> None:
     """Write `_manifest.json` (validated), then the `_SUCCESS` marker last."""
     validate_manifest(manifest)
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    with _published(_join(out_uri, MANIFEST_NAME)) as f:
+    with atomic_output(_join(out_uri, MANIFEST_NAME)) as f:
         f.write(text.encode())
-    with _published(_join(out_uri, SUCCESS_NAME)) as f:
+    with atomic_output(_join(out_uri, SUCCESS_NAME)) as f:
         f.write(f"{manifest['run_id']}\n".encode())
 
 

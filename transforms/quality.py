@@ -196,6 +196,7 @@ def build_report(dataset: str, max_age_days: int | None = 365, today: str | None
 
     from schemas.views import open_dataset
     from transforms import report_html
+    from transforms.publish import atomic_output
 
     started = time.perf_counter()
     con = open_dataset(dataset)
@@ -215,10 +216,8 @@ def build_report(dataset: str, max_age_days: int | None = 365, today: str | None
             ("Worst clips by sample disagreement", _gallery(con, _worst(frames["labels"], "sample_spread_m"))),
         ]
         index = os.path.join(out_dir, "index.html")
-        tmp = index + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(report_html.page(f"coclabel quality report: {base}", sections))
-        os.replace(tmp, index)
+        with atomic_output(index) as f:
+            f.write(report_html.page(f"coclabel quality report: {base}", sections).encode())
         if not local:
             fs.put(out_dir, f"{base.rstrip('/')}/_quality", recursive=True)
             index = f"{dataset.rstrip('/')}/_quality/index.html"

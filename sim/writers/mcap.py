@@ -23,7 +23,7 @@ from schemas.contract import TEACHER_CAMERAS
 from sim.cameras import RIG, CameraSpec, camera_phase_us
 from sim.drive import Drive
 from sim.scene import Snapshot
-from sim.writers.atomic import atomic_output
+from transforms.publish import atomic_output
 from transforms.sources.topic_map import DEFAULT, TopicMap
 
 ODOMETRY_TOPIC = "/ego/odom"  # used when the topic map reads the ego pose from TF

@@ -31,7 +31,7 @@ from schemas.contract import HYPERION8_CAMERAS, TEACHER_CAMERAS
 from sim.cameras import RIG, CameraSpec, camera_phase_us
 from sim.drive import EGO_RATE_HZ, Drive
 from sim.scene import Snapshot
-from sim.writers.atomic import atomic_output
+from transforms.publish import atomic_output
 
 CLIP_NAMESPACE = uuid.UUID("6f1c3f0e-6d0b-5c0a-9b7e-3c0c1abe1000")  # uuid5 namespace of clip ids
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamp (the zip epoch)

@@ -11,7 +11,7 @@ from rosbags.highlevel import AnyReader
 
 from schemas.contract import TEACHER_CAMERAS
 from sim.cameras import RIG
-from sim.writers.atomic import atomic_output
+from transforms.publish import atomic_output
 from sim.writers.mcap import camera_phase_us, optical_frame, write_mcap
 from tests.fakes import START_US, analytic_drive, solid_render
 from transforms.sources.topic_map import DEFAULT, TopicMap, TopicMapError

@@ -1,8 +1,8 @@
-"""Atomic publication of an output file on any fsspec filesystem.
+"""Atomic publication of files on any fsspec filesystem.
 
-A file appears under its final name only once it has been written completely: the bytes go
-to a temporary name beside the target, which is moved into place on success and removed on
-any error (including KeyboardInterrupt), so an interrupted writer never leaves a partial file.
+A file appears under its final name only once it has been written completely: the bytes go to
+a temporary name beside the target (`_tmp.<name>.<hex>`: no `*.parquet` glob matches it), which
+is moved into place on success and removed on any error, KeyboardInterrupt included.
 """
 
 import contextlib
@@ -11,6 +11,8 @@ import uuid
 from typing import BinaryIO, Iterator
 
 import fsspec
+
+TEMP_PREFIX = "_tmp."
 
 
 @contextlib.contextmanager
@@ -24,13 +26,13 @@ def atomic_output(uri: str) -> Iterator[BinaryIO]:
     parent, name = posixpath.split(path)
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f".{name}.{uuid.uuid4().hex}.tmp")
+    tmp = posixpath.join(parent, f"{TEMP_PREFIX}{name}.{uuid.uuid4().hex}")
     try:
         with fs.open(tmp, "wb") as f:
             yield f
         fs.mv(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError, OSError):
+        with contextlib.suppress(OSError):
             if fs.exists(tmp):
                 fs.rm(tmp)
         raise
