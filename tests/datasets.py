@@ -62,3 +62,26 @@ def write_dataset(root, clips=(), labels=(), quarantine=()) -> None:
             folder = root / table / f"date={date}" / f"vehicle_id={vehicle}"
             folder.mkdir(parents=True, exist_ok=True)
             pq.write_table(pa.Table.from_pylist(group, schema=tables.TABLES[table]), folder / "part-0.parquet")
+
+
+def assert_examples_match(con, labels: list[dict], clips: list[dict], quarantine: list[dict]) -> list[list[dict]]:
+    """Run the --examples queries and check each against the same answer computed in Python."""
+    from collections import Counter
+
+    from pipelines.query import run_query
+    from pipelines.query_examples import EXAMPLES, NIGHT_LUMA
+
+    results = [run_query(con, e.sql).to_pylist() for e in EXAMPLES]
+    red, night, by_reason, mix = results
+    assert sorted((r["clip_id"], r["sample_index"]) for r in red) == sorted(
+        (l["clip_id"], k) for l in labels for k, s in enumerate(l["samples"])
+        if "red" in s["reasoning"].lower() and s["meta_action"]["longitudinal"] not in ("stop", "decelerate"))
+    luma = {c["clip_id"]: c["image_luma"] for c in clips}
+    dark = sorted((l for l in labels if luma[l["clip_id"]] is not None and luma[l["clip_id"]] < NIGHT_LUMA),
+                  key=lambda l: (-l["checks"]["sample_spread_m"], l["clip_id"]))
+    assert [r["clip_id"] for r in night] == [l["clip_id"] for l in dark[:10]]
+    assert {(r["reason"], r["stage"], r["vehicle_id"]): r["rows"] for r in by_reason} == dict(
+        Counter((q["reason"], q["stage"], q["vehicle_id"]) for q in quarantine))
+    assert {(r["meta_longitudinal"], r["meta_lateral"]): r["samples"] for r in mix} == dict(
+        Counter((s["meta_action"]["longitudinal"], s["meta_action"]["lateral"]) for l in labels for s in l["samples"]))
+    return results

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from models.geometry import quat_to_matrix, matrix_to_quat, to_ego_frame
-from schemas.contract import HYPERION8_CAMERAS, TEACHER_CAMERAS
+from schemas.contract import TEACHER_CAMERAS
 from sim.cameras import RIG, CameraSpec, camera_phase_us
 from sim.drive import EGO_RATE_HZ, Drive
 from sim.scene import Snapshot

@@ -7,13 +7,13 @@ import subprocess
 import sys
 import time
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
 from pipelines.cli import main
 from schemas import tables
 from schemas.views import open_dataset
+from tests.datasets import assert_examples_match
 from transforms.parquet import read_table
 
 SECONDS = 8  # per vehicle: windows at t0 = 2.0, 2.5, ... 8.0 s of log time
@@ -93,6 +93,13 @@ def test_rerun_writes_the_same_rows_without_duplicates(fleet, dataset):
 
 def test_other_options_into_the_same_dataset_are_refused(fleet, dataset):
     assert label(fleet, dataset, "--stride-s", "1.0") == 2
+
+
+def test_example_queries_return_what_they_promise(dataset):
+    tables = {t: read_table(str(dataset), t).to_pylist() for t in ("labels", "clips", "quarantine")}
+    red, night, by_reason, mix = assert_examples_match(
+        open_dataset(str(dataset)), tables["labels"], tables["clips"], tables["quarantine"])
+    assert night and by_reason and mix  # vehicle 1 drives at night; the faulty logs are quarantined
 
 
 @pytest.mark.slow

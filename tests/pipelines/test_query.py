@@ -3,9 +3,9 @@ import json
 import pytest
 
 from pipelines import query
-from pipelines.query_examples import EXAMPLES, NIGHT_LUMA
 from schemas.views import open_dataset
 from tests import datasets as d
+from tests.datasets import assert_examples_match
 
 
 @pytest.fixture()
@@ -41,21 +41,8 @@ def test_views_expose_samples_and_waypoints(dataset):
 
 def test_examples_return_what_they_promise(dataset):
     root, labels, clips, quarantine = dataset
-    con = open_dataset(str(root))
-    red, night, by_reason, mix = (query.run_query(con, e.sql).to_pylist() for e in EXAMPLES)
-    expected_red = [(l["clip_id"], k) for l in labels for k, s in enumerate(l["samples"])
-                    if "red" in s["reasoning"].lower() and s["meta_action"]["longitudinal"] not in ("stop", "decelerate")]
-    assert sorted((r["clip_id"], r["sample_index"]) for r in red) == sorted(expected_red)
-    assert len(expected_red) == 2
-    luma = {c["clip_id"]: c["image_luma"] for c in clips}
-    expected_night = sorted((l for l in labels if luma[l["clip_id"]] < NIGHT_LUMA),
-                            key=lambda l: -l["checks"]["sample_spread_m"])
-    assert [r["clip_id"] for r in night] == [l["clip_id"] for l in expected_night]
-    counts = {}
-    for q in quarantine:
-        counts[(q["reason"], q["vehicle_id"])] = counts.get((q["reason"], q["vehicle_id"]), 0) + 1
-    assert {(r["reason"], r["vehicle_id"]): r["rows"] for r in by_reason} == counts
-    assert sum(r["samples"] for r in mix) == 4
+    red, night, by_reason, mix = assert_examples_match(open_dataset(str(root)), labels, clips, quarantine)
+    assert (len(red), len(night), len(by_reason), len(mix)) == (2, 2, 2, 3)
 
 
 @pytest.mark.parametrize("sql", [

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from pipelines.cli import main
 from tests import datasets as d
