@@ -76,9 +76,9 @@ def test_labels_read_back_by_duckdb_match_the_schema(dataset):
     for table in ("clips", "labels", "quarantine"):
         arrow = con.sql(f"SELECT * FROM {table}").to_arrow_table()
         tables.validate_table(arrow, table)
-    dup = con.sql("SELECT count(*) - count(DISTINCT clip_id) FROM labels").fetchone()[0]
+    dup = con.execute("SELECT count(*) - count(DISTINCT clip_id) FROM labels").fetchone()[0]
     assert dup == 0
-    k = con.sql("SELECT min(len(samples)), max(len(samples)) FROM labels").fetchone()
+    k = con.execute("SELECT min(len(samples)), max(len(samples)) FROM labels").fetchone()
     assert k == (6, 6)
 
 
