@@ -1,6 +1,7 @@
 """The main job on the embedded defaults, on a laptop: write a synthetic fleet in both log
 formats (MCAP/ROS 2 and PhysicalAI-AV), label it with the bundled tiny teacher, write the
-quality report and run the example queries. Prints where everything is.
+quality report, run the example queries, then distil a nano student from the labels (time-boxed)
+and benchmark it against the teacher. Prints where everything is.
 
 examples:
   coclabel demo                       # into out/demo
@@ -16,6 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vehicles", type=int, default=2, help="vehicles per log format (default 2)")
     parser.add_argument("--minutes", type=float, default=2.0, help="minutes driven per vehicle (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
+    parser.add_argument("--distill-minutes", type=float, default=1.5,
+                        help="wall-clock budget of the student's training (default 1.5)")
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -25,7 +28,7 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     console = Console()
     out = args.out.rstrip("/")
-    logs, dataset = f"{out}/logs", f"{out}/dataset"
+    logs, dataset, student = f"{out}/logs", f"{out}/dataset", f"{out}/student-nano"
     fleet = ["--vehicles", str(args.vehicles), "--minutes", str(args.minutes)]
     steps = [
         ("synth MCAP fleet", ["synth", "--out", f"{logs}/mcap", "--format", "mcap", "--seed", str(args.seed), *fleet]),
@@ -34,6 +37,11 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         ("label with the tiny teacher", ["label", "--logs", logs, "--out", dataset, *beam_args]),
         ("quality report", ["report", dataset]),
         ("example queries", ["query", dataset, "--examples", "--limit", "5"]),
+        ("distil a nano student", ["distill", "--labels", dataset, "--student", "nano", "--out", student,
+                                   "--minutes", str(args.distill_minutes), "--resume", "--reuse-shards"]),
+        ("benchmark student vs teacher", ["bench", "--student", student, "--labels", dataset,
+                                          "--backends", "torch,onnx", "--max-clips", "60", "--iters", "10",
+                                          "--episodes", "4", "--replan-s", "1.0"]),
     ]
     timings = []
     for title, argv in steps:
@@ -51,5 +59,6 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     console.print(f"\nlogs:     {logs}/mcap (MCAP/ROS 2), {logs}/pai (PhysicalAI-AV)\n"
                   f"dataset:  {dataset} (clips/, labels/, quarantine/, _manifest.json)\n"
                   f"report:   {dataset}/_quality/index.html\n"
+                  f"student:  {student} (benchmark: {student}/bench/bench.md)\n"
                   f"query:    coclabel query {dataset} \"SELECT * FROM samples LIMIT 5\"")
     return 0

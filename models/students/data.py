@@ -1,0 +1,92 @@
+"""Training examples of a student: one clip joined with its label, decoded at the student's
+image size, and the .npz shards that hold them.
+
+An example holds the model inputs (16 decoded images, ego history), the teacher's K samples
+(trajectory, yaw, reasoning, meta-action) and the ground-truth future where the log has one
+(NaN rows where it ends). Its split is drawn per 20 s block of its log, so that held-out clips
+do not overlap training clips in time.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from models.teacher import clip_arrays
+from schemas.contract import NUM_FUTURE
+from schemas.ids import seed_of
+
+SPLIT_BLOCK_US = 20_000_000
+ARRAY_FIELDS = ("images", "history_xyz", "history_rot", "future_xyz", "future_rot", "teacher_xyz", "teacher_yaw")
+TEXT_FIELDS = ("clip_id", "split", "teacher_text", "teacher_longitudinal", "teacher_lateral")
+
+
+def split_of(log_id: str, t0_us: int, heldout_percent: int) -> str:
+    """"heldout" for about `heldout_percent` % of the 20 s blocks of each log, else "train"."""
+    block = int(t0_us) // SPLIT_BLOCK_US
+    return "heldout" if seed_of(f"{log_id}/{block}", salt=7) % 100 < heldout_percent else "train"
+
+
+def _future(rows, width: int) -> np.ndarray:
+    """(64, width) float32 from a list of rows, NaN where a row is null (past the log's end)."""
+    out = np.full((NUM_FUTURE, width), np.nan, dtype=np.float32)
+    for i, row in enumerate(rows[:NUM_FUTURE] if rows is not None else []):
+        if row is not None:
+            out[i] = row
+    return out
+
+
+def training_example(clip: dict, label: dict, height: int, width: int, heldout_percent: int) -> dict:
+    """A CLIPS row and its LABELS row -> one example (see module docstring)."""
+    images, hist_xyz, hist_rot = clip_arrays(clip, height, width)
+    samples = label["samples"]
+    if not samples:
+        raise ValueError(f"clip {clip['clip_id']}: label has no samples")
+    meta = [s.get("meta_action") or {} for s in samples]
+    return {
+        "clip_id": clip["clip_id"], "split": split_of(clip["log_id"], clip["t0_us"], heldout_percent),
+        "images": images, "history_xyz": hist_xyz, "history_rot": hist_rot,
+        "future_xyz": _future(clip.get("ego_future_xyz"), 3), "future_rot": _future(clip.get("ego_future_rot"), 9),
+        "teacher_xyz": np.asarray([s["traj_xyz"] for s in samples], dtype=np.float32).reshape(len(samples), NUM_FUTURE, 3),
+        "teacher_yaw": np.asarray([s["traj_yaw"] for s in samples], dtype=np.float32).reshape(len(samples), NUM_FUTURE),
+        "teacher_text": np.asarray([s["reasoning"] for s in samples]),
+        "teacher_longitudinal": np.asarray([m.get("longitudinal") or "" for m in meta]),
+        "teacher_lateral": np.asarray([m.get("lateral") or "" for m in meta]),
+    }
+
+
+def write_shard(path: str | Path, examples: list[dict]) -> Path:
+    """Stack examples (sorted by clip_id) into one .npz, written atomically; no pickles."""
+    examples = sorted(examples, key=lambda e: e["clip_id"])
+    k = {len(e["teacher_text"]) for e in examples}
+    if len(k) != 1:
+        raise ValueError(f"examples of one shard have different sample counts {sorted(k)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **{f: np.stack([np.asarray(e[f]) for e in examples]) for f in ARRAY_FIELDS + TEXT_FIELDS})
+    tmp.replace(path)
+    return path
+
+
+def load_shards(shard_dir: str | Path) -> dict[str, np.ndarray]:
+    """Every shard of a folder concatenated, rows ordered by clip_id."""
+    paths = sorted(Path(shard_dir).glob("shard-*.npz"))
+    if not paths:
+        raise FileNotFoundError(f"no shards (shard-*.npz) in {shard_dir}")
+    parts = []
+    for p in paths:
+        with np.load(p, allow_pickle=False) as data:
+            parts.append({k: data[k] for k in data.files})
+    columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.argsort(columns["clip_id"], kind="stable")
+    return {k: v[order] for k, v in columns.items()}
+
+
+def select(columns: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
+    keep = columns["split"] == split
+    return {k: v[keep] for k, v in columns.items()}
+
+
+def write_join_report(shard_dir: str | Path, report: dict) -> None:
+    Path(shard_dir, "_join.json").write_text(json.dumps(report, indent=1, sort_keys=True))

@@ -1,0 +1,53 @@
+"""`coclabel distill` then `coclabel bench` end to end on a tiny dataset."""
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from models.teacher import save_weights
+from models.tokenizer import Tokenizer
+from models.vla import TinyVLA, VLAConfig
+from pipelines.cli import main
+from tests.students.helpers import TEXTS, write_student_dataset
+
+
+@pytest.fixture(scope="module")
+def benched(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("bench")
+    write_student_dataset(root / "ds", 12, logs=4)  # log-0 and log-1 held out at 50 %
+    tokenizer = Tokenizer.fit(TEXTS)
+    torch.manual_seed(0)
+    save_weights(TinyVLA(VLAConfig(vocab_size=len(tokenizer))), tokenizer, root / "teacher")
+    assert main(["distill", "--labels", str(root / "ds"), "--student", "nano", "--out", str(root / "nano"), "--steps", "3",
+                 "--batch-size", "4", "--heldout-percent", "50", "--threads", "1", "--runner=DirectRunner"]) == 0
+    assert main(["bench", "--student", str(root / "nano"), "--labels", str(root / "ds"), "--teacher", f"tiny:{root / 'teacher'}",
+                 "--iters", "3", "--batches", "1,2", "--out", str(root / "out")]) == 0
+    return root / "out"
+
+
+def test_bench_table_has_every_model_backend_and_path(benched):
+    rows = pq.read_table(benched / "bench.parquet").to_pylist()
+    keys = [(r["model"], r["backend"], r["path"]) for r in rows]
+    assert keys == [("student-nano", "torch", "full"), ("student-nano", "torch", "trajectory"),
+                    ("student-nano", "onnx", "trajectory"), ("student-nano", "tensorrt", "trajectory"),
+                    ("teacher-tiny", "torch", "full")]
+    by = {k: r for k, r in zip(keys, rows)}
+    assert by[("student-nano", "torch", "full")]["clips"] == 6  # the 6 clips of log-0 and log-1
+    assert "not run" in by[("student-nano", "tensorrt", "trajectory")]["note"]
+    for r in rows[:3] + rows[4:]:
+        assert r["latency_p50_ms"] > 0 and r["latency_p99_ms"] >= r["latency_p50_ms"] and r["best_batch"] in (1, 2)
+
+
+def test_bench_accuracy_values(benched):
+    rows = pq.read_table(benched / "bench.parquet").to_pylist()
+    student, onnx, teacher = rows[0], rows[2], rows[4]
+    # the label samples are the true future: the teacher's minADE against it is zero, and comfortable
+    assert teacher["min_ade_gt"] == pytest.approx(0.0, abs=1e-4) and teacher["comfort_violation"] == 0.0
+    assert onnx["min_ade_gt"] == pytest.approx(student["min_ade_gt"], abs=1e-3)
+    assert onnx["meta_agree"] == student["meta_agree"] and 0.0 <= student["meta_agree"] <= 1.0
+    assert -1.0 <= student["reasoning_similarity"] <= 1.0
+    assert student["params"] < 1_000_000 < teacher["params"]
+    md = (benched / "bench.md").read_text()
+    assert len(md.splitlines()) == 2 + 5 and "minADE gt (m)" in md  # header, rule, 5 rows
+    assert (benched / "bench.png").stat().st_size > 1000
