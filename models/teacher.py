@@ -78,8 +78,12 @@ def load_model(weights_dir: str | Path, device: str = "cpu") -> tuple[TinyVLA, T
     if not path.exists():
         raise FileNotFoundError(f"no tiny teacher weights at {path}; train them with `coclabel teacher train`")
     with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-    model = TinyVLA(VLAConfig.from_dict(json.loads(meta["config"])))
+        meta = f.metadata() or {}
+    try:
+        cfg = VLAConfig.from_dict(json.loads(meta["config"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path} is not a tiny teacher checkpoint: its metadata has no valid config ({e!r})") from None
+    model = TinyVLA(cfg)
     model.load_state_dict(load_file(str(path)))
     tokenizer = Tokenizer.load(Path(weights_dir) / TOKENIZER_FILE)
     if len(tokenizer) != model.cfg.vocab_size:

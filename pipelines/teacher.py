@@ -4,9 +4,12 @@ Clips come straight from the simulator (sim/dataset.py): one drive per seed, a c
 --stride-s seconds, cached as .npz under --cache (reused on reruns).
 
 examples:
-  # the bundled weights (models/weights/MODEL_CARD.md): 160 drives, 14,400 clips, 4 min on one GPU
-  coclabel teacher train --out out/tiny --seeds 0-159 --drive-minutes 2 --stride-s 1.25 \
+  # the bundled weights (models/weights/MODEL_CARD.md): 320 drives, 14,400 clips, 4 min on one GPU
+  coclabel teacher train --out out/tiny --seeds 0-319 --drive-minutes 2 --stride-s 2.5 \
       --workers 15 --device cuda --minutes 4 --batch-size 64
+  # continue from the bundled weights on new drives (same tokenizer and action scale)
+  coclabel teacher train --out out/tiny-ft --init models/weights --seeds 320-559 --stride-s 2.5 \
+      --workers 15 --device cuda --minutes 2 --batch-size 64 --lr 5e-4 --epochs 10
   # on this laptop's CPU: fewer drives, a 20 minute budget
   coclabel teacher train --out out/tiny --seeds 0-23 --drive-minutes 2 --minutes 20 --workers 2
   coclabel teacher eval --weights out/tiny --seeds 1000-1003 --samples 6 --threads 1
@@ -42,7 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     train = sub.add_parser("train", parents=[common], help="train the tiny teacher",
                            description="Train the tiny teacher; writes weights, tokenizer and training log to --out.",
-                           epilog="example: coclabel teacher train --out out/tiny --seeds 0-23 --drive-minutes 2 --minutes 20")
+                           epilog="examples: coclabel teacher train --out out/tiny --seeds 0-23 --drive-minutes 2 --minutes 20\n"
+                                  "          coclabel teacher train --out out/tiny-ft --init models/weights --seeds 24-47 --lr 5e-4",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--out", required=True, help="folder for tiny_teacher.safetensors and its tokenizer")
     train.add_argument("--minutes", type=float, default=20.0, help="wall-clock budget of the optimisation (default 20)")
     train.add_argument("--epochs", type=int, default=200, help="at most this many passes over the clips (default 200)")
@@ -50,6 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default 1e-3)")
     train.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
     train.add_argument("--seed", type=int, default=0, help="seed of initialisation and batching (default 0)")
+    train.add_argument("--init", default=None,
+                       help="folder of trained weights to continue from (keeps their tokenizer and action scale; "
+                            "texts with words outside that vocabulary are an error); default: a fresh model")
 
     ev = sub.add_parser("eval", parents=[common], help="evaluate teacher weights on held-out drives",
                         description="Evaluate on held-out drives; writes a metrics JSON (overall and per scenario family).",
@@ -124,18 +132,29 @@ def train(args) -> int:
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from models.teacher import images_tensor, save_weights
-    from models.tokenizer import Tokenizer
+    from models.teacher import images_tensor, load_model, save_weights
+    from models.tokenizer import Tokenizer, pieces
     from models.vla import TinyVLA, VLAConfig
 
     torch.manual_seed(args.seed)
     data = load_clips(args)
-    tokenizer = Tokenizer.fit([str(t) for t in data.columns["reasoning"]])
-    cfg = VLAConfig(vocab_size=len(tokenizer))
+    texts = [str(t) for t in data.columns["reasoning"]]
+    if args.init:
+        model, tokenizer, _ = load_model(args.init, args.device)
+        model.train()
+        cfg = model.cfg
+        unknown = sorted({p for text in texts for p in pieces(text) if p not in tokenizer.index})
+        if unknown:
+            raise ValueError(f"--init {args.init}: words outside its vocabulary: {unknown[:10]}")
+        scale = model.action_scale
+    else:
+        tokenizer = Tokenizer.fit(texts)
+        cfg = VLAConfig(vocab_size=len(tokenizer))
+        model = TinyVLA(cfg).to(args.device)
     tensors = {k: v.to(args.device) for k, v in training_tensors(data, cfg, tokenizer, args.workers).items()}
-    model = TinyVLA(cfg).to(args.device)
-    scale = tensors["actions"].flatten(0, 1).std(0).clamp(min=1e-3)
-    model.action_scale.copy_(scale)
+    if not args.init:
+        scale = tensors["actions"].flatten(0, 1).std(0).clamp(min=1e-3)
+        model.action_scale.copy_(scale)
     n = len(data)
     steps_per_epoch = max(1, n // args.batch_size)
     total_steps = steps_per_epoch * args.epochs
@@ -182,7 +201,7 @@ def train(args) -> int:
     model.eval()
     path = save_weights(model.cpu(), tokenizer, args.out)
     info = {"clips": n, "seeds": args.seeds, "drive_minutes": args.drive_minutes, "stride_s": args.stride_s,
-            "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay, "steps": step, "epochs": len(log),
+            "seed": args.seed, "init": args.init, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay, "steps": step, "epochs": len(log),
             "seconds": round(time.perf_counter() - started, 1), "device": args.device, "log": log}
     Path(args.out, "tiny_teacher_training.json").write_text(json.dumps(info, indent=1))
     print(f"wrote {path} after {step} steps ({info['seconds']} s); final ce {log[-1]['ce']:.3f} flow {log[-1]['flow']:.3f}")

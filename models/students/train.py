@@ -12,7 +12,6 @@ each step's noise from one seeded (seed, step), so a run resumed from its last c
 run would. Mixed precision (bfloat16 autocast) is used on CUDA.
 """
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
