@@ -8,6 +8,10 @@ examples:
   coclabel label --logs gs://bucket/logs --out gs://bucket/labelled --samples 6 --report
   coclabel label --logs /data/fleet --out /tmp/ds --direct_num_workers 2 --direct_running_mode multi_processing
   coclabel label --logs /data/fleet --out /tmp/ds --teacher alpamayo-r1:/models/Alpamayo-R1-10B --device cuda
+  coclabel label --follow --logs /data/incoming --out /data/labelled   (label each new log as it lands)
+  coclabel label --logs /data/fleet --out /tmp/ds --runner FlinkRunner --flink_master localhost:8081 \
+    --flink_version 1.19 --flink_job_server_jar JAR --environment_type EXTERNAL \
+    --environment_config localhost:50000 --parallelism 2   (after `make flink-up`; docs/ENGINES.md)
 """
 
 import argparse
@@ -39,6 +43,9 @@ def configure(parser: argparse.ArgumentParser, teacher: bool = True) -> None:
     parser.add_argument("--report", action="store_true", help="run `coclabel report` on the dataset at the end")
     parser.add_argument("--fail-on", choices=("never", "critical", "warning"), default="never",
                         help="with --report: exit 1 when an expectation of this severity fails")
+    from pipelines.follow import configure as configure_follow
+
+    configure_follow(parser)
 
 
 def build(p, args, log_uris: list[str], topic_map):
@@ -90,5 +97,10 @@ def write_clip_blocks(blocks, out_uri: str):
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.run import execute
+
+    if args.follow:
+        from pipelines.follow import run as follow
+
+        return follow(args, beam_args)
 
     return execute(args, beam_args, build, tables=("labels", "quarantine"), title="label")

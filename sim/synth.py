@@ -85,7 +85,19 @@ def simulate(spec: FleetSpec, index: int):
                           start_us=spec.start_us, night=night)
 
 
-def _write_mcap_vehicle(spec: FleetSpec, index: int, queue) -> list[str]:
+_progress = None  # this worker's queue of frame counts (set by _init_worker)
+
+
+def _init_worker(queue) -> None:
+    global _progress
+    _progress = queue
+
+
+def _report(frames: int) -> None:
+    _progress.put(frames)
+
+
+def _write_mcap_vehicle(spec: FleetSpec, index: int) -> list[str]:
     from sim.render import Renderer
     from sim.truth import write_sidecar
     from sim.writers.mcap import write_mcap
@@ -95,13 +107,12 @@ def _write_mcap_vehicle(spec: FleetSpec, index: int, queue) -> list[str]:
     log_uri = f"{folder}/{drive.log_name}.mcap"
     truth_uri = f"{folder}/{drive.log_name}.truth.json"
     write_mcap(drive, log_uri, Renderer(drive.static_map).render, cameras=spec.cameras,
-               camera_hz=spec.camera_hz, height=spec.height, width=spec.width,
-               progress=queue.put if queue is not None else None)
+               camera_hz=spec.camera_hz, height=spec.height, width=spec.width, progress=_report)
     write_sidecar(drive, truth_uri)
     return [log_uri, truth_uri]
 
 
-def _write_pai_fleet(spec: FleetSpec, queue) -> list[str]:
+def _write_pai_fleet(spec: FleetSpec) -> list[str]:
     from sim.render import Renderer
     from sim.truth import write_sidecar
     from sim.writers.pai import write_pai
@@ -109,8 +120,7 @@ def _write_pai_fleet(spec: FleetSpec, queue) -> list[str]:
     drives = [simulate(spec, i) for i in range(spec.vehicles)]
     render = _RenderByDrive(drives, Renderer)
     result = write_pai(drives, spec.out, render, cameras=spec.cameras, camera_hz=spec.camera_hz,
-                       height=spec.height, width=spec.width,
-                       progress=queue.put if queue is not None else None)
+                       height=spec.height, width=spec.width, progress=_report)
     files = list(result["files"])
     for drive in drives:
         truth_uri = f"{spec.out}/truth/{drive.log_name}.truth.json"
@@ -146,19 +156,22 @@ def synthesize(spec: FleetSpec, show_progress: bool = True) -> FleetSummary:
     started = time.perf_counter()
     total = spec.frames_per_vehicle * spec.vehicles
     summary = FleetSummary(spec)
+    # A plain queue handed to the workers at start-up: a Manager's proxies break once Beam's
+    # multi_process_shared (imported by RunInference) has patched multiprocessing's AutoProxy.
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager, Progress(
+    queue = ctx.Queue()
+    with Progress(
         TextColumn("[bold]synth[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeRemainingColumn(), disable=not show_progress,
     ) as progress:
-        queue = manager.Queue()
         task = progress.add_task(f"{spec.format} frames", total=total)
         workers = spec.workers or os.cpu_count() or 1
-        with ProcessPoolExecutor(max_workers=min(workers, spec.vehicles), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, spec.vehicles), mp_context=ctx,
+                                 initializer=_init_worker, initargs=(queue,)) as pool:
             if spec.format == "mcap":
-                futures = [pool.submit(_write_mcap_vehicle, spec, i, queue) for i in range(spec.vehicles)]
+                futures = [pool.submit(_write_mcap_vehicle, spec, i) for i in range(spec.vehicles)]
             else:
-                futures = [pool.submit(_write_pai_fleet, spec, queue)]
+                futures = [pool.submit(_write_pai_fleet, spec)]
             while not all(f.done() for f in futures):
                 _drain(queue, progress, task, timeout=0.2)
             _drain(queue, progress, task, timeout=0.0)

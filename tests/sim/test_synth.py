@@ -30,3 +30,12 @@ def test_bad_arguments_are_explained(capsys):
         main(["synth", "--out", "/tmp/x", "--cameras", "camera_roof"])
     with pytest.raises(SystemExit, match="HEIGHTxWIDTH"):
         main(["synth", "--out", "/tmp/x", "--resolution", "big"])
+
+
+def test_synth_runs_in_a_process_that_imported_beams_shared_models(tmp_path):
+    """RunInference imports multi_process_shared, which patches multiprocessing's AutoProxy; the
+    synth workers must not depend on a Manager's proxies."""
+    import apache_beam.utils.multi_process_shared  # noqa: F401
+
+    assert main(["synth", "--out", str(tmp_path), "--format", "mcap", "--vehicles", "2", "--minutes", "0.05"]) == 0
+    assert len(list(tmp_path.rglob("*.mcap"))) == 2
