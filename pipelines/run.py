@@ -3,6 +3,7 @@ runner, the dataset's lifecycle (stale temp files cleared, `_SUCCESS` removed, m
 `_SUCCESS` written last) and a progress bar that works on any runner by watching the files
 the pipeline publishes."""
 
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -115,6 +116,29 @@ def progress_bar(description: str, total: int, out_uri: str, tables: tuple[str, 
             progress.update(task, completed=min(total, counter.rows()))
 
 
+# Credentials that can ride in a URL: the user:password@ part, and the values of query
+# parameters that carry tokens or signatures (signed URLs, SAS tokens, API keys).
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&;](?:[\w.-]*(?:token|secret|password|passwd|signature|credential|key|sig|auth)[\w.-]*)=)[^&#\s]*")
+
+
+def redact(text: str) -> str:
+    """`text` with URL credentials replaced by `***`: never log, print or record them."""
+    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub("***@", text))
+
+
+def _redacted(value):
+    """A pipeline option with every string in it redacted (lists and dicts walked)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
+
+
 # Options that decide which rows and files a run writes: a rerun into the same dataset must
 # agree on them, or old and new files would mix.
 OUTPUT_OPTIONS = ("stride_s", "block_s", "teacher", "samples", "reject_comfort", "topic_map")
@@ -132,10 +156,10 @@ def execute(args, beam_args: list[str], build, tables: tuple[str, ...], title: s
     from transforms.sources.topic_map import load_topic_map
 
     watch = Stopwatch()
-    options = {k: getattr(args, k) for k in OUTPUT_OPTIONS if hasattr(args, k)}
+    options = {k: _redacted(getattr(args, k)) for k in OUTPUT_OPTIONS if hasattr(args, k)}
     conflict = _option_conflict(args.out, options)
     if conflict:
-        print(f"error: {conflict}", file=sys.stderr)
+        print(f"error: {redact(conflict)}", file=sys.stderr)
         return 2
     topic_map = load_topic_map(args.topic_map) if args.topic_map else None
     log_uris = [args.logs]
@@ -143,10 +167,10 @@ def execute(args, beam_args: list[str], build, tables: tuple[str, ...], title: s
         try:
             logs, windows = planned_windows(log_uris, topic_map, round(args.stride_s * 1e6))
         except FileNotFoundError:
-            print(f"error: no such log or folder: {args.logs}", file=sys.stderr)
+            print(f"error: no such log or folder: {redact(args.logs)}", file=sys.stderr)
             return 2
     if not logs:
-        print(f"error: no logs (.mcap files, rosbag2 folders or PhysicalAI-AV roots) under {args.logs}",
+        print(f"error: no logs (.mcap files, rosbag2 folders or PhysicalAI-AV roots) under {redact(args.logs)}",
               file=sys.stderr)
         return 2
     clear_stale_temp(args.out)
@@ -157,10 +181,10 @@ def execute(args, beam_args: list[str], build, tables: tuple[str, ...], title: s
             build(p, args, log_uris, topic_map)
     with watch.stage("manifest"):
         counts = counts_from_dataset(args.out)
-        manifest = build_manifest(log_uris, {**options, "beam": beam_args}, _teacher_of(args), counts,
-                                  watch.timings_s)
+        manifest = build_manifest([redact(u) for u in log_uris], {**options, "beam": _redacted(beam_args)},
+                                  _teacher_of(args), counts, watch.timings_s)
         mark_complete(args.out, manifest)
-    print_summary(title, args.out, counts, windows, watch.timings_s)
+    print_summary(title, redact(args.out), counts, windows, watch.timings_s)
     if getattr(args, "report", False):
         import argparse
 

@@ -64,18 +64,20 @@ def check_date(value: str) -> str:
     return value
 
 
-def block_stem(log_id: str, block_start_us: int) -> str:
-    """The file stem of a log's block of clips: `<log_id>-<block_start_us>`.
+def safe_name(value: str, fallback: str = "log") -> str:
+    """`value` if it is a safe path component (check_name), else its safe characters (or
+    `fallback`) plus a hash of the original, so distinct values never share a name."""
+    if _SAFE_NAME.match(value) and ".." not in value:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+    safe = _UNSAFE_CHAR.sub("_", value).replace("..", "__").lstrip("._") or fallback
+    return f"{safe}-{digest}"
 
-    A log id that is not a safe file name is replaced by its safe characters plus a hash of
-    the original, so distinct logs never share a file.
-    """
-    stem = f"{log_id}-{int(block_start_us)}"
-    if _SAFE_NAME.match(stem) and ".." not in stem:
-        return stem
-    digest = hashlib.sha256(log_id.encode()).hexdigest()[:12]
-    safe = _UNSAFE_CHAR.sub("_", log_id).replace("..", "__").lstrip("._") or "log"
-    return f"{safe}-{digest}-{int(block_start_us)}"
+
+def block_stem(log_id: str, block_start_us: int) -> str:
+    """The file stem of a log's block of clips: `<log_id>-<block_start_us>`, the log id made a
+    safe file name by `safe_name`."""
+    return f"{safe_name(log_id)}-{int(block_start_us)}"
 
 
 def partition_path(table: str, date: str, vehicle_id: str, file_stem: str) -> str:

@@ -219,7 +219,8 @@ def build_report(dataset: str, max_age_days: int | None = 365, today: str | None
         with atomic_output(index) as f:
             f.write(report_html.page(f"coclabel quality report: {base}", sections).encode())
         if not local:
-            fs.put(out_dir, f"{base.rstrip('/')}/_quality", recursive=True)
+            # trailing slashes: the folder's contents, also when _quality/ exists (else it nests)
+            fs.put(f"{out_dir}/", f"{base.rstrip('/')}/_quality/", recursive=True)
             index = f"{dataset.rstrip('/')}/_quality/index.html"
     return Report(index, outcomes, time.perf_counter() - started)
 

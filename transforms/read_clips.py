@@ -7,7 +7,7 @@ messages until the watermark passes them and feeds them in time order to the sam
 `ClipAssembler`.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder, VarIntCoder
@@ -16,7 +16,9 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas.contract import CAMERA_TOLERANCE_US, DEFAULT_STRIDE_US
+from schemas.reasons import Reason
 from transforms.clips import DEFAULT_BLOCK_US, ClipAssembler, Output, block_starts, quarantine_row, read_range
+from transforms.parquet import check_date, safe_name
 from transforms.sources.base import CameraFrame, EgoPose, LogInfo, LogReadError
 from transforms.sources.discover import LogRef, find_logs, open_log
 from transforms.sources.topic_map import TopicMap
@@ -63,6 +65,17 @@ def _count(block: ClipBlock) -> None:
         beam.metrics.Metrics.counter("clips", f"quarantined_{row['reason']}").inc()
 
 
+def _partitionable(info: LogInfo) -> LogInfo:
+    """`info` with a vehicle id usable as a partition folder (`safe_name`: a folder name with a
+    space or a metadata id like "../x" is rewritten, never written as a path); LogReadError when
+    the log's date is not YYYY-MM-DD."""
+    try:
+        check_date(info.date)
+    except ValueError:
+        raise LogReadError(Reason.LOG_UNREADABLE, f"{info.uri}: log date {info.date!r} is not YYYY-MM-DD") from None
+    return replace(info, vehicle_id=safe_name(info.vehicle_id, "vehicle"))
+
+
 class PlanBlocks(beam.DoFn):
     """LogRef -> BlockTask per block holding a t0; a log that cannot be windowed -> a ClipBlock
     with its log-level quarantine row on the "done" output."""
@@ -74,9 +87,9 @@ class PlanBlocks(beam.DoFn):
 
     def process(self, ref: LogRef):
         try:
-            info = open_log(ref, self._topic_map).info()
+            info = _partitionable(open_log(ref, self._topic_map).info())
         except LogReadError as e:
-            info = LogInfo(ref.uri, ref.log_id, ref.vehicle_id, FALLBACK_DATE, 0, 0)
+            info = LogInfo(ref.uri, ref.log_id, safe_name(ref.vehicle_id, "vehicle"), FALLBACK_DATE, 0, 0)
             block = ClipBlock(info, 0, quarantine=[quarantine_row(info, None, e.reason, e.detail)])
             _count(block)
             yield beam.pvalue.TaggedOutput("done", block)

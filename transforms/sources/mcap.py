@@ -41,7 +41,11 @@ STAMP_SLACK_US = 1_000_000
 # Magic, header record (opcode and length) and magic: anything shorter is not an MCAP.
 _MIN_SIZE = 8 + 9 + 8
 # What a damaged file raises from the mcap library and its decompressors.
-_DAMAGED = (McapError, struct.error, EOFError, ValueError, RuntimeError, zstandard.ZstdError)
+_DAMAGED = (McapError, struct.error, EOFError, ValueError, RuntimeError, OverflowError, KeyError, IndexError,
+            zstandard.ZstdError)
+# What the CDR decoder raises on a damaged message, and converting a message of a damaged schema
+# that lacks a field, beyond _DAMAGED.
+_UNDECODABLE = (*_DAMAGED, TypeError, AttributeError)
 
 
 def _image_encoding(fmt: str, data: bytes) -> str:
@@ -86,7 +90,9 @@ class _File:
             raise LogReadError(Reason.LOG_UNREADABLE, f"{self.path}: zero bytes")
         if size < _MIN_SIZE:
             raise LogReadError(Reason.LOG_UNREADABLE, f"{self.path}: {size} bytes, too short for an MCAP file")
-        f = self.fs.open(self.path, "rb")
+        # Readahead: the reader makes many small reads; gcsfs's default cache pays an event-loop
+        # round trip for each (about 100x slower than this on a gs:// log).
+        f = self.fs.open(self.path, "rb", cache_type="readahead")
         try:
             reader = SeekingReader(f)
         except (InvalidMagic, *_DAMAGED) as e:
@@ -106,11 +112,14 @@ class _File:
     def metadata(self, name: str) -> dict[str, str] | None:
         f, reader = self._open()
         with f:
-            if self._summary(reader) is not None:
-                return next((m.metadata for m in reader.iter_metadata() if m.name == name), None)
-            for record in self._scan_records(f):
-                if isinstance(record, Metadata) and record.name == name:
-                    return record.metadata
+            try:
+                if self._summary(reader) is not None:
+                    return next((m.metadata for m in reader.iter_metadata() if m.name == name), None)
+                for record in self._scan_records(f):
+                    if isinstance(record, Metadata) and record.name == name:
+                        return record.metadata
+            except _DAMAGED as e:
+                raise LogReadError(Reason.LOG_UNREADABLE, f"{self.path}: damaged metadata ({e!r})") from None
         return None
 
     def messages(self, lo_ns: int | None, hi_ns: int | None, ego_only: bool = False,
@@ -138,13 +147,20 @@ class _File:
                     if channel.id not in checked:
                         _check_type(self.path, channel.topic, schema, expected[channel.topic])
                         checked.add(channel.id)
-                    decode = decoders.decoder_for(channel.message_encoding, schema)
-                    if decode is None:
-                        raise LogReadError(Reason.LOG_UNREADABLE, f"{self.path}: topic {channel.topic} is not "
-                                           f"ROS 2 CDR with a ros2msg schema ({channel.message_encoding})")
-                    decoded = decode(message.data)
-                    yield from ((message.log_time, m) for m in self._convert(channel.topic, camera_of,
-                                                                               message, decoded))
+                    try:
+                        decode = decoders.decoder_for(channel.message_encoding, schema)
+                    except Exception as e:  # the schema parser raises many kinds on a damaged schema
+                        raise LogReadError(Reason.LOG_UNREADABLE, f"{self.path}: the schema of topic "
+                                           f"{channel.topic} cannot be parsed ({e!r})") from None
+                    try:
+                        if decode is None:
+                            raise LogReadError(Reason.LOG_UNREADABLE, f"{self.path}: topic {channel.topic} is not "
+                                               f"ROS 2 CDR with a ros2msg schema ({channel.message_encoding})")
+                        converted = list(self._convert(channel.topic, camera_of, message, decode(message.data)))
+                    except _UNDECODABLE as e:
+                        raise LogReadError(Reason.LOG_UNREADABLE, f"{self.path}: topic {channel.topic}: message "
+                                           f"at log time {message.log_time} ns cannot be decoded ({e!r})") from None
+                    yield from ((message.log_time, m) for m in converted)
             except _DAMAGED as e:
                 raise LogReadError(Reason.LOG_UNREADABLE, f"{self.path}: damaged ({e!r})") from None
 
@@ -298,7 +314,7 @@ def _sorted_by_stamp(stream: Iterator[tuple[int, LogMessage]]) -> Iterator[LogMe
     heap: list = []
     for n, (log_ns, m) in enumerate(stream):
         heapq.heappush(heap, (m.t_us, n, m))
-        while heap[0][0] < log_ns // 1_000 - STAMP_SLACK_US:
+        while heap and heap[0][0] < log_ns // 1_000 - STAMP_SLACK_US:
             yield heapq.heappop(heap)[2]
     while heap:
         yield heapq.heappop(heap)[2]

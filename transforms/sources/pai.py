@@ -9,11 +9,13 @@ import heapq
 import json
 import posixpath
 import zipfile
+import zlib
 from contextlib import ExitStack
 from typing import Iterator, Sequence
 
 import av
 import fsspec
+from av.video.reformatter import VideoReformatter
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -23,7 +25,9 @@ from schemas.reasons import Reason
 from transforms.sources.base import CameraFrame, EgoPose, LogInfo, LogReadError, Message
 
 FALLBACK_DATE = "1970-01-01"
-_READ_ERRORS = (OSError, zipfile.BadZipFile, KeyError, ValueError, pa.ArrowException, av.FFmpegError)
+# EOFError, zlib.error, RuntimeError: a truncated, corrupt, encrypted or oddly compressed zip member
+_READ_ERRORS = (OSError, EOFError, RuntimeError, zlib.error, zipfile.BadZipFile, KeyError, ValueError,
+                pa.ArrowException, av.FFmpegError)
 
 
 def list_pai_clips(root: str) -> list[str]:
@@ -100,8 +104,8 @@ class PaiClipSource:
             try:
                 parquet = pq.ParquetFile(self._member(stack, "egomotion", "egomotion"))
                 batches = parquet.iter_batches(columns=["timestamp", "x", "y", "z", "qx", "qy", "qz", "qw"])
-                for batch in batches:
-                    cols = {name: batch.column(name).to_numpy() for name in batch.schema.names}
+                for batch in batches:  # nulls become NaN: their windows are POSE_NONFINITE
+                    cols = {name: batch.column(name).to_numpy(zero_copy_only=False) for name in batch.schema.names}
                     xyz = np.stack([cols["x"], cols["y"], cols["z"]], -1).astype(np.float64)
                     quat = np.stack([cols["qx"], cols["qy"], cols["qz"], cols["qw"]], -1).astype(np.float64)
                     for i, t in enumerate(cols["timestamp"]):
@@ -120,7 +124,14 @@ class PaiClipSource:
                     raise LogReadError(Reason.LOG_UNREADABLE, f"{camera}: frame timestamps not strictly increasing")
                 first, stop = np.searchsorted(t, lo, "left"), np.searchsorted(t, hi, "left")
                 container = stack.enter_context(av.open(self._member(stack, camera, "video")))
+                if not container.streams.video:
+                    raise LogReadError(Reason.LOG_UNREADABLE, f"clip {self.clip_id} {camera}: no video stream")
                 stream = container.streams.video[0]
+                # One thread per reader, as `ffmpeg -threads 1`: workers run a reader per core, and
+                # PyAV's defaults (slice-threaded decoding, rgb conversion on every CPU since PyAV
+                # 17) spend more CPU per frame on a many-core machine without decoding faster.
+                stream.thread_type = "NONE"
+                to_rgb = VideoReformatter()  # keeps its swscale context from frame to frame
                 if stream.frames and stream.frames != len(t):
                     raise self._count_mismatch(camera, stream.frames, len(t))
                 if first >= stop:
@@ -133,7 +144,7 @@ class PaiClipSource:
                         return
                     if i >= first:
                         yield CameraFrame(camera=camera, t_us=int(t[i]), data=b"", encoding="rgb",
-                                          pixels=frame.to_ndarray(format="rgb24"))
+                                          pixels=to_rgb.reformat(frame, format="rgb24", threads=1).to_ndarray())
                 if i + 1 != len(t):
                     raise self._count_mismatch(camera, i + 1, len(t))
             except _READ_ERRORS as e:
@@ -151,8 +162,14 @@ class PaiClipSource:
     def _member(self, stack: ExitStack, feature: str, alias: str):
         """A seekable file object of one zip member, closed with `stack`."""
         row = self._features.loc[feature]
-        archive_path = check_member_name(row["chunk_path"].format(chunk_id=self._chunk))
-        member = check_member_name(row["clip_files_in_zip"][alias].format(clip_id=self.clip_id))
+        try:
+            archive_path = row["chunk_path"].format(chunk_id=self._chunk)
+            member = row["clip_files_in_zip"][alias].format(clip_id=self.clip_id)
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
+            raise LogReadError(Reason.LOG_UNREADABLE, f"{self.root}/features.csv: no usable path template "
+                                                      f"for {feature} {alias} ({e!r})") from None
+        check_member_name(archive_path)
+        check_member_name(member)
         try:
             archive = stack.enter_context(zipfile.ZipFile(stack.enter_context(
                 fsspec.open(_join(self.root, archive_path), "rb").open())))
@@ -169,8 +186,11 @@ class PaiClipSource:
         try:
             with fsspec.open(_join(self.root, "features.csv"), "r") as f:
                 features = pd.read_csv(f, index_col="feature")
+            missing = sorted({"directory", "chunk_path", "clip_files_in_zip"} - set(features.columns))
+            if missing:
+                raise LogReadError(Reason.LOG_UNREADABLE, f"{self.root}/features.csv has no column {missing}")
             features["clip_files_in_zip"] = features["clip_files_in_zip"].map(json.loads, na_action="ignore")
-        except (OSError, ValueError, KeyError, pd.errors.ParserError) as e:
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:  # pandas on a damaged CSV
             raise LogReadError(Reason.LOG_UNREADABLE, f"{self.root}/features.csv: {e}") from e
         if "egomotion" not in features.index:
             raise LogReadError(Reason.LOG_UNREADABLE, f"{self.root}/features.csv has no egomotion feature")
@@ -199,8 +219,12 @@ def _join(root: str, name: str) -> str:
 def _read_parquet(uri: str) -> pd.DataFrame:
     try:
         with fsspec.open(uri, "rb") as f:
-            return pd.read_parquet(f)
-    except (OSError, ValueError, pa.ArrowException) as e:
+            frame = pd.read_parquet(f)
+        for values in (frame.index, *(frame[c] for c in frame.columns)):
+            values.to_numpy()  # strings decode lazily: make damaged UTF-8 fail here, not at first use
+        return frame
+    # TypeError and KeyError: damaged pandas metadata in the file
+    except (OSError, ValueError, TypeError, KeyError, pa.ArrowException) as e:
         raise LogReadError(Reason.LOG_UNREADABLE, f"{uri}: {e}") from e
 
 
