@@ -119,14 +119,15 @@ def follow(args: argparse.Namespace, beam_args: list[str], stop) -> int:
 
     from pipelines.label import build
     from pipelines.run import execute
+    from transforms.redact import redact
 
     deadline = time.monotonic() + (args.follow_for if args.follow_for is not None else math.inf)
     landed = LandedLogs(args.logs)
     labelled = 0
-    print(f"follow: watching {args.logs} every {args.poll_s:g} s; Ctrl-C stops", flush=True)
+    print(f"follow: watching {redact(args.logs)} every {args.poll_s:g} s; Ctrl-C stops", flush=True)
     while not stop.is_set() and time.monotonic() < deadline:
         for uri in landed.poll():
-            print(f"follow: labelling {uri}", flush=True)
+            print(f"follow: labelling {redact(uri)}", flush=True)
             rc = execute(argparse.Namespace(**{**vars(args), "logs": uri}), beam_args, build,
                          tables=("labels", "quarantine"), title="label")
             if rc:

@@ -3,11 +3,12 @@ runner, the dataset's lifecycle (stale temp files cleared, `_SUCCESS` removed, m
 `_SUCCESS` written last) and a progress bar that works on any runner by watching the files
 the pipeline publishes."""
 
-import re
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from transforms.redact import redact
 
 # The FnApiRunner runs locally and never tries to download the Prism runner (DirectRunner does).
 DEFAULT_RUNNER = "FnApiRunner"
@@ -114,18 +115,6 @@ def progress_bar(description: str, total: int, out_uri: str, tables: tuple[str, 
             stop.set()
             thread.join()
             progress.update(task, completed=min(total, counter.rows()))
-
-
-# Credentials that can ride in a URL: the user:password@ part, and the values of query
-# parameters that carry tokens or signatures (signed URLs, SAS tokens, API keys).
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_SECRET_QUERY = re.compile(
-    r"(?i)([?&;](?:[\w.-]*(?:token|secret|password|passwd|signature|credential|key|sig|auth)[\w.-]*)=)[^&#\s]*")
-
-
-def redact(text: str) -> str:
-    """`text` with URL credentials replaced by `***`: never log, print or record them."""
-    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub("***@", text))
 
 
 def _redacted(value):

@@ -53,6 +53,7 @@ from schemas.contract import (
 )
 from schemas.ids import clip_id
 from schemas.reasons import STAGE_OF, Reason
+from transforms.redact import redact
 from transforms.sources.base import CameraFrame, EgoPose, LogInfo, Message
 
 HORIZON_US = FUTURE_OFFSETS_US[-1]  # 6.4 s
@@ -371,7 +372,7 @@ class ClipAssembler:
             "ego_history_rot": hist_rot,
             "ego_future_xyz": fut_xyz,
             "ego_future_rot": fut_rot,
-            "source_uri": self.info.uri,
+            "source_uri": redact(self.info.uri),
             "image_luma": image_luma(window.images[LUMA_IMAGE]),
         })
 
@@ -456,7 +457,7 @@ def quarantine_row(info: LogInfo, t0_us: int | None, reason: Reason, detail: str
     """A quarantine row of the window at `t0_us`, or of the whole log when t0_us is None."""
     return {
         "clip_id": None if t0_us is None else clip_id(info.log_id, t0_us),
-        "source_uri": info.uri,
+        "source_uri": redact(info.uri),
         "vehicle_id": info.vehicle_id,
         "log_id": info.log_id,
         "t0_us": t0_us,

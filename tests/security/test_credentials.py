@@ -7,7 +7,7 @@ import fsspec
 import pytest
 
 from pipelines.cli import main
-from pipelines.run import redact
+from transforms.redact import redact
 from tests.fakes import analytic_drive
 from tests.faults.logs import random_teacher, write_log
 from tests.transforms.clip_messages import drive_messages
@@ -57,3 +57,13 @@ def test_errors_name_the_input_without_its_credentials(capfd):
                  "--quiet"]) == 2
     err = capfd.readouterr().err
     assert SECRET not in err and "memory://***@nowhere/logs" in err
+
+
+def test_clip_and_quarantine_rows_never_store_credentials():
+    from schemas.reasons import Reason
+    from transforms.clips import quarantine_row
+    from transforms.sources.base import LogInfo
+
+    info = LogInfo("gs://fleet:hunter2@bucket/log.mcap?X-Goog-Signature=abc", "log", "veh", "2026-01-01", 0, 0)
+    row = quarantine_row(info, None, Reason.LOG_EMPTY, "no poses")
+    assert row["source_uri"] == "gs://***@bucket/log.mcap?X-Goog-Signature=***"
