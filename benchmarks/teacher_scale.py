@@ -9,6 +9,10 @@ action expert (36 layers, hidden 2048, GQA 16/8 heads, SwiGLU 8256) running 10 E
 Paths, each timed per stage (vision, prefill, decode, action):
 - naive: `generate` one clip at a time, eager; K samples through `num_return_sequences`
   (which prefills the clip K times), then the expert, eager.
+- shared-prefill (with `--shared-prefill`): the naive path with the real teacher runner's
+  rollout (`models.vlm_rollout.shared_prefill_generate`, what `AlpamayoR1Teacher` runs by
+  default): the clip's prompt prefilled once, its KV cache repeated for the K samples, then
+  `generate` over the K samples.
 - ours: a batch of clips; vision attention batched over the equal-size images; one prefill per
   clip whose KV cache all K samples share (the prefix is never copied K times: attention runs
   over the shared prefix and each sample's own tokens and merges the two by log-sum-exp);
@@ -18,6 +22,7 @@ Paths, each timed per stage (vision, prefill, decode, action):
   (+ FP8 language-model matmuls, compared against bf16 for token agreement and trajectory L2).
 
     python -m benchmarks.teacher_scale --variants bf16,compiled,fp8 --json out/teacher_scale.json
+    python -m benchmarks.teacher_scale --shared-prefill --variants bf16 --batches 16
     python -m benchmarks.teacher_scale --smoke        # tiny config, seconds, also on CPU
 
 Figures and where the time goes: docs/PERFORMANCE.md.
@@ -40,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.flow import euler_sample
+from models.vlm_rollout import expand_samples, shared_prefill_generate
 
 STAGES = ("vision", "prefill", "decode", "action")
 
@@ -293,10 +299,9 @@ def shared_prefix_attention(q, prefix_k, prefix_v, own_k, own_v, scale: float, o
     return merge_attention([(out_p, lse_p), (out_o.view(n, heads, length, d), lse_o.view(n, heads, length))])
 
 
-def expand_prefix(prefix: torch.Tensor, samples: int) -> torch.Tensor:
-    """(clips, ...) -> (clips * samples, ...): each clip's cache copied for its K samples (what
-    `generate` with num_return_sequences holds); the reference that shared attention must equal."""
-    return prefix.repeat_interleave(samples, dim=0)
+# (clips, ...) -> (clips * samples, ...): each clip's cache copied for its K samples (what
+# `generate` with num_return_sequences holds); the reference that shared attention must equal.
+expand_prefix = expand_samples
 
 
 # --------------------------------------------------------------------------------- the action expert
@@ -682,18 +687,31 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def generate_kwargs(batch: ClipBatch, samples: int, new_tokens: int) -> dict:
+def generate_kwargs(batch: ClipBatch, samples: int, new_tokens: int, **sampling) -> dict:
+    """`generate`'s keyword arguments for `batch`: its inputs and a `generation_config` of
+    `new_tokens` tokens, K = `samples` per clip, sampled as the release samples (or `sampling`)."""
+    from transformers import GenerationConfig
+
+    config = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, temperature=0.6,
+                  top_p=0.98, num_return_sequences=samples, pad_token_id=0, eos_token_id=None)
     return dict(input_ids=batch.input_ids, attention_mask=torch.ones_like(batch.input_ids),
                 mm_token_type_ids=batch.mm_token_type_ids, pixel_values=batch.pixel_values,
-                image_grid_thw=batch.image_grid_thw, max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens, do_sample=True, temperature=0.6, top_p=0.98,
-                num_return_sequences=samples, pad_token_id=0, eos_token_id=None)
+                image_grid_thw=batch.image_grid_thw, generation_config=GenerationConfig(**{**config, **sampling}))
 
 
-def naive_clip(model, expert: ActionExpert, scale: Scale, batch: ClipBatch, samples: int) -> dict[str, float]:
-    """One clip as a first port would run it; ms per stage. `generate` holds vision, prefill and
-    decode together, so they are told apart by timing the vision tower alone and `generate` of
-    one token; the clip's time is the full `generate` plus the extra step that puts the last
+def stock_generate(model, **kwargs):
+    return model.generate(**kwargs)
+
+
+GENERATE = {"naive": stock_generate, "shared-prefill": shared_prefill_generate}
+
+
+def naive_clip(model, expert: ActionExpert, scale: Scale, batch: ClipBatch, samples: int,
+               generate=stock_generate) -> dict[str, float]:
+    """One clip as a first port would run it (or with `generate` = `shared_prefill_generate`, as
+    the real teacher runner does); ms per stage. `generate` holds vision, prefill and decode
+    together, so they are told apart by timing the vision tower alone and `generate` of one
+    token; the clip's time is the full `generate` plus the extra step that puts the last
     reasoning token in the cache, plus the expert."""
     device = batch.input_ids.device
 
@@ -705,11 +723,10 @@ def naive_clip(model, expert: ActionExpert, scale: Scale, batch: ClipBatch, samp
         return result, (time.perf_counter() - start) * 1e3
 
     _, vision = timed(lambda: model.model.get_image_features(batch.pixel_values, batch.image_grid_thw))
-    _, first = timed(lambda: model.generate(**generate_kwargs(batch, samples, 1)))
+    _, first = timed(lambda: generate(model, **generate_kwargs(batch, samples, 1)))
 
     def full():
-        out = model.generate(**generate_kwargs(batch, samples, scale.reasoning_tokens),
-                             return_dict_in_generate=True)
+        out = generate(model, **generate_kwargs(batch, samples, scale.reasoning_tokens, return_dict_in_generate=True))
         model(input_ids=out.sequences[:, -1:], past_key_values=out.past_key_values, use_cache=True,
               logits_to_keep=1)
         return out.past_key_values
@@ -755,8 +772,8 @@ def checks(model, expert, scale: Scale, device: str) -> dict:
     result["decode_logits_rel_err"] = rel_err(ours_logits, ref.logits[:, -1])
     for _ in range(scale.reasoning_tokens - 1):
         runner.decode_step()
-    greedy = model.generate(**{**generate_kwargs(batch, 1, scale.reasoning_tokens), "do_sample": False,
-                               "temperature": None, "top_p": None})
+    greedy = model.generate(**generate_kwargs(batch, 1, scale.reasoning_tokens, do_sample=False,
+                                              temperature=None, top_p=None))
     ref_trace = greedy[:, scale.prompt_tokens:]
     result["greedy_token_agreement"] = float((runner.trace == ref_trace).float().mean())
     n, p = 2, scale.prompt_tokens  # two samples of one clip
@@ -774,7 +791,23 @@ def checks(model, expert, scale: Scale, device: str) -> dict:
                for rows in (24, p, p))
     fast, slow = attention_lse(q, k, v, 0.1), attention_lse(q, k, v, 0.1, mask=torch.ones((), dtype=torch.bool, device=device))
     result["attention_out_rel_err"], result["attention_lse_rel_err"] = rel_err(fast[0], slow[0]), rel_err(fast[1], slow[1])
+    result.update(shared_prefill_check(model, scale, device))
     return result
+
+
+def shared_prefill_check(model, scale: Scale, device: str, clips: int = 2, samples: int = 3) -> dict:
+    """The real runner's shared-prefill `generate` against K-fold `generate` with the same seed:
+    sampled-token agreement over the trace and the first step's logits error."""
+    batch = random_batch(scale, clips, seed=77, device=device)
+    outputs = []
+    for generate in (stock_generate, shared_prefill_generate):
+        torch.manual_seed(11)
+        outputs.append(generate(model, **generate_kwargs(batch, samples, scale.reasoning_tokens,
+                                                         return_dict_in_generate=True, output_logits=True)))
+    stock, shared = outputs
+    p = scale.prompt_tokens
+    return {"shared_prefill_token_agreement": float((shared.sequences[:, p:] == stock.sequences[:, p:]).float().mean()),
+            "shared_prefill_first_logits_rel_err": rel_err(shared.logits[0], stock.logits[0])}
 
 
 def measure_ours(model, expert, scale: Scale, clips: int, samples: int, iters: int, device: str,
@@ -814,17 +847,19 @@ def top_kernels(fn, count: int = 25) -> list[tuple[str, float]]:
     return [(e.key[:90], e.self_device_time_total / 1e3) for e in events[:count]]
 
 
-def measure_naive(model, expert, scale: Scale, samples: int, iters: int, device: str) -> dict:
+def measure_naive(model, expert, scale: Scale, samples: int, iters: int, device: str, path: str = "naive") -> dict:
+    """A row of one clip at a time through `GENERATE[path]`."""
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     batches = [random_batch(scale, 1, seed=2000 + i, device=device) for i in range(2)]
-    naive_clip(model, expert, scale, batches[0], samples)  # warm-up
-    runs = [naive_clip(model, expert, scale, batches[i % 2], samples) for i in range(iters)]
+    clip = partial(naive_clip, model, expert, scale, samples=samples, generate=GENERATE[path])
+    clip(batches[0])  # warm-up
+    runs = [clip(batches[i % 2]) for i in range(iters)]
     ms = {s: statistics.median(r[s] for r in runs) for s in STAGES}
     total = sum(ms.values())
-    return {"path": "naive", "samples": samples, "batch": 1, "clips_per_s": 1e3 / total,
+    return {"path": path, "samples": samples, "batch": 1, "clips_per_s": 1e3 / total,
             "ms_per_clip": {**ms, "total": total}, "peak_gib": peak_gib(dev)}
 
 
@@ -837,15 +872,15 @@ def param_count(module: nn.Module) -> int:
 
 
 def table(rows: list[dict]) -> str:
-    head = f"{'path':13} {'K':>2} {'batch':>5} {'clips/s':>8} " + " ".join(f"{s:>8}" for s in (*STAGES, "total")) + f" {'peak GiB':>8}"
-    lines = [head, " " * 31 + "ms per clip"]
+    head = f"{'path':14} {'K':>2} {'batch':>5} {'clips/s':>8} " + " ".join(f"{s:>8}" for s in (*STAGES, "total")) + f" {'peak GiB':>8}"
+    lines = [head, " " * 32 + "ms per clip"]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['path']:13} {r['samples']:>2} {r['batch']:>5} error: {r['error']}")
+            lines.append(f"{r['path']:14} {r['samples']:>2} {r['batch']:>5} error: {r['error']}")
             continue
         ms = r["ms_per_clip"]
         peak = f"{r['peak_gib']:8.1f}" if r["peak_gib"] is not None else f"{'-':>8}"
-        lines.append(f"{r['path']:13} {r['samples']:>2} {r['batch']:>5} {r['clips_per_s']:8.2f} "
+        lines.append(f"{r['path']:14} {r['samples']:>2} {r['batch']:>5} {r['clips_per_s']:8.2f} "
                      + " ".join(f"{ms[s]:8.1f}" for s in (*STAGES, "total")) + f" {peak}")
     return "\n".join(lines)
 
@@ -867,6 +902,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "matmuls, compared against bf16); default bf16,compiled")
     parser.add_argument("--profile", action="store_true", help="add each of our rows' top GPU kernels to the JSON")
     parser.add_argument("--skip-naive", action="store_true", help="time our path only")
+    parser.add_argument("--shared-prefill", action="store_true",
+                        help="also time the shared-prefill path (the naive path through the real teacher "
+                             "runner's rollout, models/vlm_rollout.py: one prefill per clip for its K samples)")
     parser.add_argument("--skip-checks", action="store_true", help="skip the correctness checks against the stock path")
     parser.add_argument("--smoke", action="store_true", help="tiny config (runs in seconds, also on CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -921,8 +959,10 @@ def main(argv=None) -> int:
                 with open(args.json, "w") as f:
                     json.dump(result, f, indent=1)
 
-        for k in samples if not args.skip_naive else []:
-            record("naive", k, 1, partial(measure_naive, model, expert, scale, k, args.naive_iters, args.device))
+        generate_paths = [] if args.skip_naive else ["naive", "shared-prefill"] if args.shared_prefill else ["naive"]
+        for path in generate_paths:
+            for k in samples:
+                record(path, k, 1, partial(measure_naive, model, expert, scale, k, args.naive_iters, args.device, path))
         vision_rope, reference = None, None
         last = max(VARIANTS.index(v) for v in variants)
         for variant in VARIANTS[:last + 1]:

@@ -14,7 +14,12 @@ The inputs are built as NVIDIA's release builds them (REFERENCE.md section 1):
 
 `sample_trajectories_from_data_with_vlm_rollout` returns `pred_xyz` (B, 1, K, 64, 3),
 `pred_rot` (B, 1, K, 64, 3, 3) and `extra["cot"]` (B, 1, K) strings, which become K samples
-per clip. `alpamayo_r1` (installed from NVIDIA's GitHub repository, not on PyPI),
+per clip. The release draws the K reasoning samples with `generate(num_return_sequences=K)`,
+which encodes each clip's 16 images and prefills its prompt K times; the default rollout
+`"shared_prefill"` (models/vlm_rollout.py) runs the release's method with one vision pass and
+one prefill per clip whose KV cache the K samples share, and the same random draws; `"release"`
+runs it untouched. Either way the release's expert integrates all B*K samples' flow in one
+batch per Euler step. `alpamayo_r1` (installed from NVIDIA's GitHub repository, not on PyPI),
 `transformers` and the 22 GB of weights are only touched when the teacher is constructed.
 
 Determinism: the release samples text with top-p and the trajectory with flow matching on the
@@ -27,6 +32,7 @@ deterministic across hardware.
 import hashlib
 import io
 from collections.abc import Mapping
+from contextlib import nullcontext
 from importlib import metadata
 from pathlib import Path
 
@@ -35,6 +41,7 @@ import torch
 from PIL import Image
 
 from models.geometry import matrix_to_yaw
+from models.vlm_rollout import shared_prefill
 from schemas.contract import NUM_FRAMES, NUM_FUTURE, NUM_HISTORY, TEACHER_CAMERAS
 
 MIN_PIXELS = 163_840
@@ -52,6 +59,7 @@ COT_START = "<|cot_start|>"
 TOP_P = 0.98
 TEMPERATURE = 0.6
 MAX_GENERATION_LENGTH = 256
+ROLLOUTS = ("shared_prefill", "release")
 
 _INSTALL_HINT = "pip install the alpamayo_r1 package from https://github.com/NVlabs/alpamayo"
 
@@ -186,13 +194,16 @@ class AlpamayoR1Teacher:
     `path` is a local folder of the Hugging Face checkpoint `nvidia/Alpamayo-R1-10B`
     (config and `*.safetensors`); `processor` names the Qwen3-VL processor to load (default:
     the weights folder when it holds `preprocessor_config.json`, else `Qwen/Qwen3-VL-2B-Instruct`
-    from the Hugging Face cache or Hub). Raises TeacherUnavailable when the package, the
-    weights or CUDA is missing. Hashing the weights reads all 22 GB once.
+    from the Hugging Face cache or Hub); `rollout` is one of `ROLLOUTS` (see the module
+    docstring). Raises TeacherUnavailable when the package, the weights or CUDA is missing.
+    Hashing the weights reads all 22 GB once.
     """
 
     name = "alpamayo-r1"
 
-    def __init__(self, path: str, device: str = "cuda", processor: str | None = None):
+    def __init__(self, path: str, device: str = "cuda", processor: str | None = None,
+                 rollout: str = "shared_prefill"):
+        _check_rollout(rollout)
         try:
             from alpamayo_r1.models.alpamayo_r1 import AlpamayoR1
             from transformers import AutoProcessor
@@ -218,22 +229,25 @@ class AlpamayoR1Teacher:
             processor = str(weights) if (weights / "preprocessor_config.json").exists() else BASE_PROCESSOR
         qwen_processor = AutoProcessor.from_pretrained(processor, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
         qwen_processor.tokenizer = model.tokenizer
-        self._bind(model, qwen_processor, device, weights_digest(files), _release_version())
+        self._bind(model, qwen_processor, device, weights_digest(files), _release_version(), rollout)
 
     @classmethod
-    def wrap(cls, model, processor, device: str, weights_sha256: str, version: str) -> "AlpamayoR1Teacher":
+    def wrap(cls, model, processor, device: str, weights_sha256: str, version: str,
+             rollout: str = "shared_prefill") -> "AlpamayoR1Teacher":
         """A teacher over an already loaded release model and processor (e.g. one shared
-        with a notebook); no checks are made."""
+        with a notebook); no checks are made but the rollout's name."""
+        _check_rollout(rollout)
         teacher = cls.__new__(cls)
-        teacher._bind(model, processor, device, weights_sha256, version)
+        teacher._bind(model, processor, device, weights_sha256, version, rollout)
         return teacher
 
-    def _bind(self, model, processor, device, weights_sha256, version):
+    def _bind(self, model, processor, device, weights_sha256, version, rollout):
         self.model = model
         self.processor = processor
         self.device = str(device)
         self.weights_sha256 = weights_sha256
         self.version = version
+        self.rollout = rollout
 
     def predict(self, clips: list[dict], num_samples: int, seeds: list[int]) -> list[list[dict]]:
         """K = `num_samples` samples per clip, in the order of `clips`."""
@@ -242,7 +256,8 @@ class AlpamayoR1Teacher:
         data = _to_device(build_inputs(clips, self.processor), self.device)
         torch.manual_seed(batch_seed(seeds))
         device_type = torch.device(self.device).type
-        with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16):
+        rollout = shared_prefill(self.model.vlm) if self.rollout == "shared_prefill" else nullcontext()
+        with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16), rollout:
             pred_xyz, pred_rot, extra = self.model.sample_trajectories_from_data_with_vlm_rollout(
                 data=data,
                 top_p=TOP_P,
@@ -252,6 +267,11 @@ class AlpamayoR1Teacher:
                 return_extra=True,
             )
         return outputs_to_samples(pred_xyz, pred_rot, extra["cot"])
+
+
+def _check_rollout(rollout: str) -> None:
+    if rollout not in ROLLOUTS:
+        raise ValueError(f"rollout must be one of {ROLLOUTS}, got {rollout!r}")
 
 
 def _release_version() -> str:

@@ -69,11 +69,14 @@ class FakeProcessor:
 
 
 class FakeModel:
-    """Stands in for AlpamayoR1: random outputs of the release's shapes from torch's RNG."""
+    """Stands in for AlpamayoR1: random outputs of the release's shapes from torch's RNG;
+    records whether the shared-prefill `generate` was installed on its `vlm` during each call."""
 
     def __init__(self):
         self.calls = []
+        self.shared_prefill = []
         self.tokenizer = object()
+        self.vlm = types.SimpleNamespace()
 
     def to(self, device):
         return self
@@ -83,6 +86,7 @@ class FakeModel:
 
     def sample_trajectories_from_data_with_vlm_rollout(self, data, **kwargs):
         self.calls.append((data, kwargs))
+        self.shared_prefill.append("generate" in vars(self.vlm))
         b, k = data["ego_history_xyz"].shape[0], kwargs["num_traj_samples"]
         xyz = torch.rand(b, 1, k, 64, 3)
         rot = torch.from_numpy(yaw_to_matrix(torch.rand(b, 1, k, 64).numpy())).float()
@@ -204,6 +208,16 @@ def test_predict_calls_the_release_rollout_and_is_seeded():
     assert not np.array_equal(first[0][0]["traj_xyz"], other[0][0]["traj_xyz"])
     with pytest.raises(ValueError, match="1 seeds for 2 clips"):
         teacher.predict(clips, 4, [11])
+    assert model.shared_prefill == [True] * 3 and "generate" not in vars(model.vlm)
+
+
+def test_release_rollout_leaves_the_model_untouched_and_unknown_rollouts_are_rejected():
+    model = FakeModel()
+    teacher = AlpamayoR1Teacher.wrap(model, FakeProcessor(), "cpu", "ab" * 32, "v", rollout="release")
+    teacher.predict([make_clip("a")], 2, [1])
+    assert model.shared_prefill == [False] and teacher.rollout == "release"
+    with pytest.raises(ValueError, match=r"rollout must be one of \('shared_prefill', 'release'\), got 'fast'"):
+        AlpamayoR1Teacher.wrap(model, FakeProcessor(), "cpu", "ab" * 32, "v", rollout="fast")
 
 
 def test_missing_package_gives_one_clear_sentence(tmp_path):
