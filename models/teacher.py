@@ -24,8 +24,9 @@ from schemas.contract import NUM_HISTORY
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 WEIGHTS_FILE = "tiny_teacher.safetensors"
 TOKENIZER_FILE = "tiny_teacher_tokenizer.json"
-VERSION = "tiny-1"
+VERSION = "tiny-2"  # tiny-2: trained on the fleet whose truth names only what is in view (sim.dataset SIM_VERSION 2)
 IMAGE_MEAN, IMAGE_STD = 0.5, 0.25
+DEFAULT_TEMPERATURE = 0.6  # reasoning sampling temperature (models/weights/MODEL_CARD.md: how it was chosen)
 
 
 def decode_image(jpeg: bytes, height: int, width: int) -> np.ndarray:
@@ -101,7 +102,7 @@ class TinyTeacher:
     name = "tiny"
 
     def __init__(self, weights_dir: str | Path = WEIGHTS_DIR, device: str = "cpu", batch_size: int = 16,
-                 temperature: float = 0.6, top_p: float = 0.98):
+                 temperature: float = DEFAULT_TEMPERATURE, top_p: float = 0.98):
         self.device = device
         self.model, self.tokenizer, self.version = load_model(weights_dir, device)
         self.weights_path = Path(weights_dir) / WEIGHTS_FILE

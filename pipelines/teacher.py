@@ -4,12 +4,12 @@ Clips come straight from the simulator (sim/dataset.py): one drive per seed, a c
 --stride-s seconds, cached as .npz under --cache (reused on reruns).
 
 examples:
-  # the bundled weights (models/weights/MODEL_CARD.md): 320 drives, 14,400 clips, 4 min on one GPU
+  # from scratch: 320 drives, 14,400 clips, 4 min on one GPU (the first stage of the bundled weights)
   coclabel teacher train --out out/tiny --seeds 0-319 --drive-minutes 2 --stride-s 2.5 \
       --workers 15 --device cuda --minutes 4 --batch-size 64
-  # continue from the bundled weights on new drives (same tokenizer and action scale)
-  coclabel teacher train --out out/tiny-ft --init models/weights --seeds 320-559 --stride-s 2.5 \
-      --workers 15 --device cuda --minutes 2 --batch-size 64 --lr 5e-4 --epochs 10
+  # continue on fresh drives (same tokenizer and action scale; models/weights/MODEL_CARD.md)
+  coclabel teacher train --out out/tiny-ft --init models/weights --seeds 10000-10399 --stride-s 2.5 \
+      --workers 8 --device cuda --threads 3 --minutes 3.5 --batch-size 64 --lr 5e-4
   # on this laptop's CPU: fewer drives, a 20 minute budget
   coclabel teacher train --out out/tiny --seeds 0-23 --drive-minutes 2 --minutes 20 --workers 2
   coclabel teacher eval --weights out/tiny --seeds 1000-1003 --samples 6 --threads 1
@@ -55,6 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default 1e-3)")
     train.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)")
     train.add_argument("--seed", type=int, default=0, help="seed of initialisation and batching (default 0)")
+    train.add_argument("--balance", type=float, default=0.0,
+                       help="draw each epoch's clips with weights count(family)^-BALANCE: 0 = every clip once "
+                            "(default), 1 = every scenario family equally often, 0.5 in between")
     train.add_argument("--init", default=None,
                        help="folder of trained weights to continue from (keeps their tokenizer and action scale; "
                             "texts with words outside that vocabulary are an error); default: a fresh model")
@@ -64,7 +67,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         epilog="example: coclabel teacher eval --weights out/tiny --seeds 1000-1003 --samples 6")
     ev.add_argument("--weights", default=None, help="folder of trained weights (default: the bundled models/weights/)")
     ev.add_argument("--samples", type=int, default=6, help="samples per clip, K (default 6)")
-    ev.add_argument("--temperature", type=float, default=0.6, help="reasoning sampling temperature (default 0.6)")
+    ev.add_argument("--temperature", type=float, default=None,
+                    help="reasoning sampling temperature (default: the teacher's, models.teacher.DEFAULT_TEMPERATURE)")
     ev.add_argument("--metrics", default=None, help="metrics JSON path (default WEIGHTS/tiny_teacher_metrics.json)")
 
 
@@ -87,6 +91,48 @@ def load_clips(args):
                      lambda n: progress.advance(task, n))
 
 
+DECODE_CHUNK = 256  # clips per decoding task
+
+
+def _decode_chunk(jpeg, offsets, height: int, width: int):
+    """Images concatenated in `jpeg` (uint8) at `offsets` -> (N, height, width, 3) uint8."""
+    import numpy as np
+
+    from models.teacher import decode_image
+
+    return np.stack([decode_image(jpeg[a:b].tobytes(), height, width) for a, b in zip(offsets[:-1], offsets[1:])])
+
+
+def decode_images(data, height: int, width: int, workers: int = 1):
+    """(N, 16, height, width, 3) uint8: every clip's JPEGs decoded as the teacher decodes them, in
+    chunks of DECODE_CHUNK clips over `workers` processes (decoding holds the GIL for long)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+
+    from models.vla import NUM_IMAGES
+
+    n = len(data)
+    off, jpeg = data.columns["jpeg_offsets"], data.columns["jpeg"]
+    out = np.empty((n, NUM_IMAGES, height, width, 3), dtype=np.uint8)
+    chunks = [(i, min(i + DECODE_CHUNK, n)) for i in range(0, n, DECODE_CHUNK)]
+
+    def task(i, j):
+        a, b = i * NUM_IMAGES, j * NUM_IMAGES
+        return jpeg[off[a] : off[b]], off[a : b + 1] - off[a], height, width
+
+    if workers <= 1:
+        for i, j in chunks:
+            out[i:j] = _decode_chunk(*task(i, j)).reshape(j - i, NUM_IMAGES, height, width, 3)
+        return out
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [(i, j, pool.submit(_decode_chunk, *task(i, j))) for i, j in chunks]
+        for i, j, future in futures:
+            out[i:j] = future.result().reshape(j - i, NUM_IMAGES, height, width, 3)
+    return out
+
+
 def training_tensors(data, cfg, tokenizer, workers: int = 1) -> dict:
     """Model inputs and targets of every clip: decoded images (uint8), history, speed at t0,
     normalised unicycle actions of the true future, and <bos> reasoning <eos> token ids."""
@@ -95,17 +141,10 @@ def training_tensors(data, cfg, tokenizer, workers: int = 1) -> dict:
 
     from models.action_space import speed_from_history, traj_to_actions
     from models.geometry import matrix_to_yaw
-    from models.teacher import decode_image
 
     c = data.columns
     n = len(data)
-    from concurrent.futures import ThreadPoolExecutor
-
-    def decode_clip(i):
-        return np.stack([decode_image(b, cfg.image_height, cfg.image_width) for b in data.images(i)])
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:  # PIL decodes without holding the GIL
-        images = np.stack(list(pool.map(decode_clip, range(n))))
+    images = decode_images(data, cfg.image_height, cfg.image_width, workers)
     v0 = speed_from_history(c["ego_history_xyz"])
     yaw = matrix_to_yaw(c["ego_future_rot"].reshape(n, -1, 3, 3))
     actions = traj_to_actions(c["ego_future_xyz"], yaw, v0)
@@ -121,6 +160,15 @@ def training_tensors(data, cfg, tokenizer, workers: int = 1) -> dict:
         "actions": torch.from_numpy(actions).float(),
         "text": torch.from_numpy(text),
     }
+
+
+def family_weights(families, balance: float):
+    """Per-clip sampling weights count(family)^-balance (float64 tensor)."""
+    import numpy as np
+    import torch
+
+    names, inverse, counts = np.unique(np.asarray(families), return_inverse=True, return_counts=True)
+    return torch.from_numpy(counts[inverse].astype(np.float64) ** -balance)
 
 
 def train(args) -> int:
@@ -167,10 +215,14 @@ def train(args) -> int:
           f"action scale {scale.tolist()}")
     columns = [TextColumn("[bold]train[/] epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                TextColumn("ce {task.fields[ce]:.3f} flow {task.fields[fm]:.3f}"), TimeElapsedColumn()]
+    weights = family_weights(data.columns["family"], args.balance).to(args.device) if args.balance else None
     with Progress(*columns) as progress:
         task = progress.add_task("train", total=total_steps, epoch=0, ce=float("nan"), fm=float("nan"))
         for epoch in range(args.epochs):
-            order = torch.randperm(n, generator=generator, device=args.device)
+            if weights is None:
+                order = torch.randperm(n, generator=generator, device=args.device)
+            else:
+                order = torch.multinomial(weights, n, replacement=True, generator=generator)
             ce_sum = fm_sum = 0.0
             for b in range(steps_per_epoch):
                 # cosine schedule over the step budget or the time budget, whichever ends first
@@ -201,7 +253,7 @@ def train(args) -> int:
     model.eval()
     path = save_weights(model.cpu(), tokenizer, args.out)
     info = {"clips": n, "seeds": args.seeds, "drive_minutes": args.drive_minutes, "stride_s": args.stride_s,
-            "seed": args.seed, "init": args.init, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay, "steps": step, "epochs": len(log),
+            "seed": args.seed, "init": args.init, "balance": args.balance, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay, "steps": step, "epochs": len(log),
             "seconds": round(time.perf_counter() - started, 1), "device": args.device, "log": log}
     Path(args.out, "tiny_teacher_training.json").write_text(json.dumps(info, indent=1))
     print(f"wrote {path} after {step} steps ({info['seconds']} s); final ce {log[-1]['ce']:.3f} flow {log[-1]['flow']:.3f}")
@@ -289,7 +341,7 @@ def evaluate(args) -> int:
 
     data = load_clips(args)
     weights = Path(args.weights) if args.weights else WEIGHTS_DIR
-    teacher = TinyTeacher(weights, args.device, temperature=args.temperature)
+    teacher = TinyTeacher(weights, args.device, **({} if args.temperature is None else {"temperature": args.temperature}))
     rows = []
     started = time.perf_counter()
     batch = teacher.batch_size
@@ -302,7 +354,7 @@ def evaluate(args) -> int:
     metrics = {
         "teacher": {"name": teacher.name, "version": teacher.version, "weights_sha256": teacher.weights_sha256},
         "seeds": args.seeds, "drive_minutes": args.drive_minutes, "stride_s": args.stride_s, "samples": args.samples,
-        "temperature": args.temperature, "device": args.device,
+        "temperature": teacher.temperature, "device": args.device,
         "clips_per_s": len(rows) / seconds,
         "overall": summarise(rows),
         "per_family": {f: summarise([r for r in rows if r["family"] == f]) for f in families},

@@ -30,6 +30,9 @@ from schemas.contract import (
 from schemas.ids import clip_id as make_clip_id
 
 JPEG_QUALITY = 90
+# bumped whenever the simulator's drives or truth change, so that stale caches are not reused
+# (2: leads come into view earlier; the truth names no vehicle before it is in view)
+SIM_VERSION = 2
 START_US = 1_767_254_400_000_000  # 2026-01-01T08:00:00Z
 TRUTH_COLUMNS = ("family", "cause", "reasoning", "longitudinal", "lateral")
 
@@ -155,13 +158,17 @@ def cache_drive(seed: int, minutes: float, stride_us: int, path: str | Path) -> 
     return len(dataset)
 
 
+def cache_path(cache_dir: str | Path, seed: int, minutes: float, stride_s: float) -> Path:
+    """Where `build` caches the clips of seed `seed`."""
+    return Path(cache_dir) / f"sim-{seed:05d}-{minutes:g}m-{stride_s:g}s-v{SIM_VERSION}.npz"
+
+
 def build(seeds: list[int], minutes: float, stride_s: float, cache_dir: str | Path, workers: int = 1,
           progress: Callable[[int], None] | None = None) -> ClipDataset:
-    """Clips of one drive per seed, each cached as `cache_dir/sim-<seed>-<minutes>m-<stride>s.npz`
-    (reused when present); drives are simulated and rendered in `workers` processes."""
+    """Clips of one drive per seed, each cached at `cache_path(...)` (reused when present);
+    drives are simulated and rendered in `workers` processes."""
     stride_us = round(stride_s * 1e6)
-    cache_dir = Path(cache_dir)
-    paths = {s: cache_dir / f"sim-{s:05d}-{minutes:g}m-{stride_s:g}s.npz" for s in seeds}
+    paths = {s: cache_path(cache_dir, s, minutes, stride_s) for s in seeds}
     todo = [s for s in seeds if not paths[s].exists()]
     if progress:
         progress(len(seeds) - len(todo))

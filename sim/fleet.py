@@ -11,6 +11,7 @@ import numpy as np
 
 from models.geometry import interpolate_poses, quat_to_matrix, yaw_to_quat
 from schemas.contract import MIN_SPEED_FOR_CURVATURE
+from sim.agents import EGO_FRONT
 from sim.drive import EGO_RATE_HZ, Drive, EgoTrack
 from sim.expert import Expert
 from sim.scenarios import FAMILIES, Route, plan_route
@@ -22,6 +23,7 @@ DT_US = 1_000_000 // EGO_RATE_HZ
 DT = DT_US / 1e6
 MAX_CRUISE = 15.0  # m/s, the fastest cruise speed plan_route draws
 MAP_AHEAD = 150.0  # m of road drawn beyond where the ego stops
+LEAD_VIEW_RANGE = 150.0  # m: a vehicle ahead in the ego's lane is in view (and can be named) this close
 SHOWCASE_START_US = 1_767_268_800_000_000  # 2026-01-01T12:00:00Z
 
 
@@ -128,17 +130,21 @@ def _agent_tracks(world: World) -> _AgentTracks:
 
 
 def _drive_expert(route: Route, seed: int, n: int):
-    """Step the expert and the world n-1 times: the ego's road coordinates per step, the decisions
-    and scenario families per step, and the world at the end."""
+    """Step the expert and the world n-1 times: the ego's road coordinates per step, the decisions,
+    scenario families and whether a vehicle ahead in the ego's lane is in view (within
+    LEAD_VIEW_RANGE) per step, and the world at the end."""
     world = World(route.layout, route.leads, route.pedestrians, route.cruise_speed, seed)
     expert = Expert(route, seed)
     s, d, u, d_rate = (np.empty(n) for _ in range(4))
     decisions, families = [("clear_road", "cruise")] * n, [""] * n
+    lead_in_view = np.zeros(n, dtype=bool)
     ego = expert.initial_state()
     world.start(ego.view)
     for k in range(n):
         s[k], d[k], u[k], d_rate[k] = ego.s, ego.d, ego.u, ego.d_rate
         families[k] = route.instance_at(ego.s).family
+        lead = world.leader(ego.s + EGO_FRONT, ego.d)
+        lead_in_view[k] = lead is not None and lead[0] < LEAD_VIEW_RANGE
         if k == n - 1:
             break
         ego, decision = expert.step(world, ego, DT)
@@ -146,7 +152,7 @@ def _drive_expert(route: Route, seed: int, n: int):
         world.step(DT, ego.view)
     if n > 1:
         decisions[-1] = decisions[-2]
-    return (s, d, u, d_rate), decisions, families, world
+    return (s, d, u, d_rate), decisions, families, lead_in_view, world
 
 
 def simulate_with_state(vehicle_id: str, seed: int, duration_s: float, start_us: int, night: bool | None = None,
@@ -158,10 +164,10 @@ def simulate_with_state(vehicle_id: str, seed: int, duration_s: float, start_us:
     if night is None:
         night = bool(np.random.default_rng([seed, 3]).random() < 0.5)
     n = int(round(duration_s * EGO_RATE_HZ)) + 1
-    (s, d, u, d_rate), decisions, families_at, world = _drive_expert(route, seed, n)
+    (s, d, u, d_rate), decisions, families_at, lead_in_view, world = _drive_expert(route, seed, n)
     track, yaw = _ego_track(route, start_us, s, d, u, d_rate)
     speed = np.linalg.norm(track.velocity[:, :2], axis=1)
-    segments = build_segments(track.t_us, track.xyz, yaw, speed, d, decisions, families_at, seed)
+    segments = build_segments(track.t_us, track.xyz, yaw, speed, d, decisions, families_at, seed, lead_in_view)
     static_map = build_static_map(route.layout, 0.0, min(float(s[-1]) + MAP_AHEAD, route.layout.path.length), seed)
     light_steps = {light.light_id: world.light_changes[light.light_id] for light in static_map.lights}
     meta = {

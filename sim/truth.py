@@ -58,11 +58,13 @@ def future_actions(t_us: np.ndarray, xyz: np.ndarray, yaw: np.ndarray, speed: np
     return out
 
 
-def _explained(decisions, j: int, longitudinal: str, lateral: str, ego_pace: str, window: int):
+def _explained(decisions, j: int, longitudinal: str, lateral: str, ego_pace: str, window: int,
+               lead_in_view: bool = True):
     """The decision that explains the meta-action at sample j: the current one, or, where the
-    action is due to an event a few seconds ahead (a lane change, a stop), that event's."""
+    action is due to an event a few seconds ahead (a lane change, a stop), that event's. A lead
+    vehicle that is not in view at j (`lead_in_view`) cannot be that event."""
     cause, phase = decisions[j]
-    ahead = decisions[j : j + window]
+    ahead = [(c, p) for c, p in decisions[j : j + window] if lead_in_view or c != "lead_vehicle"]
     upcoming = None
     if lateral.startswith("lane_change") and phase not in _LANE_CHANGE_PHASES:
         upcoming = next(((c, p) for c, p in ahead if p in _LANE_CHANGE_PHASES), None)
@@ -86,11 +88,13 @@ def _explained(decisions, j: int, longitudinal: str, lateral: str, ego_pace: str
 
 
 def build_segments(t_us: np.ndarray, xyz: np.ndarray, yaw: np.ndarray, speed: np.ndarray, offset: np.ndarray,
-                   decisions: Sequence[tuple[str, str]], families: Sequence[str], seed: int) -> list[Segment]:
+                   decisions: Sequence[tuple[str, str]], families: Sequence[str], seed: int,
+                   lead_in_view: Sequence[bool] | None = None) -> list[Segment]:
     """Truth phases covering [t_us[0], t_us[-1]] without gaps or overlaps.
 
-    `offset` (lateral offset to the road's centre line), `decisions` (cause, phase) and
-    `families` are per sample of the 100 Hz track."""
+    `offset` (lateral offset to the road's centre line), `decisions` (cause, phase),
+    `families` and `lead_in_view` (a vehicle ahead in the ego's lane is in view; default:
+    always) are per sample of the 100 Hz track."""
     step = int(round(STEP_US / (t_us[1] - t_us[0]))) if len(t_us) > 1 else 1
     actions = future_actions(t_us, xyz, yaw, speed, offset, step)
     idx = np.arange(0, len(t_us), step)
@@ -99,7 +103,8 @@ def build_segments(t_us: np.ndarray, xyz: np.ndarray, yaw: np.ndarray, speed: np
     for j, k in enumerate(idx):
         longitudinal, lateral = actions[j]
         ego_pace = pace(speed[k])
-        cause, phase = _explained(sampled, j, longitudinal, lateral, ego_pace, NUM_FUTURE)
+        in_view = True if lead_in_view is None else bool(lead_in_view[k])
+        cause, phase = _explained(sampled, j, longitudinal, lateral, ego_pace, NUM_FUTURE, in_view)
         keys.append((families[k], cause, phase, longitudinal, lateral, ego_pace))
     runs = _merge_short([[keys[0], 0, 1]], keys, int(round(MIN_PHASE_S * 1e6 / STEP_US)))
     segments = []

@@ -369,10 +369,19 @@ PASSED_LEAD_LEAVES = 40.0  # a passed lead disappears this far behind the ego
 WAVE_ON_SPEED = 1.0  # m/s: a waiting pedestrian starts crossing once the ego has slowed below this
 
 
+LEAD_SPAWN_EARLY = 100.0  # m of the ego's travel by which a slower vehicle comes into view early
+
+
 @dataclass(frozen=True)
 class LeadSpawn:
     """A slower vehicle placed `gap` ahead of the ego's front, in `lane`, once the ego reaches
-    `trigger_s`; released (it speeds up and leaves) once the ego passes `release_s`."""
+    `trigger_s`; released (it speeds up and leaves) once the ego passes `release_s`.
+
+    The world brings it into view LEAD_SPAWN_EARLY metres of the ego's travel earlier (less at
+    the start of a drive), farther ahead by what the ego gains on it meanwhile at the cruise
+    speed: it stands about where it would have been, but is in the cameras' view seconds
+    before the ego's braking for it begins, so that a clip's future brakes for a vehicle that
+    its images show."""
 
     trigger_s: float
     gap: float
@@ -519,13 +528,15 @@ class World:
 
     def _spawn(self, ego: EgoView) -> None:
         lay = self.layout
-        while self._pending_leads and ego.s >= self._pending_leads[0].trigger_s:
+        while self._pending_leads and ego.s >= self._pending_leads[0].trigger_s - LEAD_SPAWN_EARLY:
             spawn = self._pending_leads.pop(0)
+            early = max(spawn.trigger_s - ego.s, 0.0)  # metres before its trigger
+            gap = spawn.gap + early * (1.0 - spawn.speed / self.cruise_speed)
             color, size = self._look()
             role = "overtake" if spawn.overtake else "lead"
             lead = Vehicle(self._new_id("veh"), 0.0, lay.lane_d(spawn.lane), spawn.speed, spawn.speed, 1, color,
                            role, size, release_s=spawn.release_s)
-            lead.s = ego.front + spawn.gap + lead.half_length
+            lead.s = ego.front + gap + lead.half_length
             self.vehicles.append(lead)
         while self._pending_peds and self._pending_peds[0].s < ego.s + 150.0:
             self.pedestrians.append(self._pending_peds.pop(0))

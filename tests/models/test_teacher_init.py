@@ -12,7 +12,7 @@ from models.teacher import TOKENIZER_FILE, WEIGHTS_FILE, save_weights
 from models.tokenizer import Tokenizer
 from models.vla import TinyVLA, VLAConfig
 from pipelines import teacher as cli
-from sim.dataset import ClipDataset
+from sim.dataset import ClipDataset, cache_path
 from tests.fakes import jpeg
 
 TEXTS = ["Keep speed since the road ahead is clear.", "Slow down since a slower vehicle is ahead."]
@@ -30,7 +30,7 @@ def cached_drive(cache, seed: int, texts: list[str]) -> None:
               "ego_future_xyz": future, "ego_future_rot": np.tile(np.eye(3, dtype=np.float32).reshape(9), (64, 1)),
               "family": "cruise", "cause": "clear_road", "reasoning": text, "longitudinal": "keep_speed", "lateral": "keep_lane"}
              for i, text in enumerate(texts)]
-    ClipDataset.from_clips(clips).save(cache / f"sim-{seed:05d}-1m-2.5s.npz")
+    ClipDataset.from_clips(clips).save(cache_path(cache, seed, 1, 2.5))
 
 
 @pytest.fixture()
