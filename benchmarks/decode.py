@@ -1,15 +1,27 @@
 """Decoding throughput of the PhysicalAI-AV mp4 reader against the ffmpeg command line, and the
 share of labelling time spent decoding.
 
-Both decoders run on the same H.264 files of one PAI clip (the teacher's 4 cameras) and the same
-cores (this process and its ffmpeg children are pinned to the first --cores CPUs):
-- reader: `PaiClipSource(root, clip, TEACHER_CAMERAS).messages()`, every frame decoded from the
-  zip members and converted to RGB, the egomotion stream beside them (what the label pipeline gets);
-- ffmpeg: `ffmpeg -threads 1 -i FILE -f null -` on each camera's mp4, extracted from its zip,
-  CPU time from its `-benchmark` line (the decode loop, without process start-up);
-- PyAV decode only and decode + rgb24 on the extracted files, to show where a gap comes from.
-Frames/s per core = frames / CPU seconds (best of --repeats), so a busy machine shifts it little;
-wall-clock frames/s are shown beside it. Target: reader >= 0.8x ffmpeg.
+For each resolution, both decoders run on the same H.264 files of one 20 s PAI clip (the
+teacher's 4 cameras, --camera-hz) and the same cores: this process and its ffmpeg children are pinned
+to the first --cores CPUs (as `taskset` would), and both use the same decoder threads
+(--threads; default 0: libavcodec's automatic count for the pinned CPUs, which is the ffmpeg
+command's default; 1 thread on 1 core).
+- reader, teacher's frames: `PaiClipSource(root, clip, TEACHER_CAMERAS).messages()` over the
+  whole clip, from the zip members, with the egomotion stream beside them; every frame decoded,
+  and the pixels used of the frames the clip's t0 windows take (the latest frame at or before
+  t0-0.3 s, -0.2, -0.1, t0, on the 0.5 s grid): what the label pipeline asks of it. Pixels are
+  RGB at the clips' stored size (320x576; larger videos are scaled down by swscale first).
+- reader, every frame: the same with every frame's pixels used.
+- ffmpeg: `ffmpeg -i FILE -f null -` on each camera's mp4, extracted from its zip; CPU time from
+  its `-benchmark` line (the decode loop, without process start-up). The null output converts
+  nothing. Beside it, ffmpeg doing the reader's conversion for every frame
+  (`-vf scale=576:320:flags=bilinear,format=rgb24`; at the video's size when it is not larger).
+- PyAV decode only, and decode + rgb24 at the video's size, on the extracted files: the floor and
+  what converting every frame at full size costs.
+Frames/s per core = frames decoded / CPU seconds. The decoders take turns, --repeats rounds; the
+best round counts (the median, and the median of the rounds' own ratios, are beside it), so a
+busy machine shifts the ratio little. The load average is printed before and after.
+Target: reader (teacher's frames) >= 0.8x ffmpeg.
 
 Decoding share: the reader decodes every frame of the 4 cameras in order, so a log of W clip
 windows costs (its frames) / W decoded frames per window (about 4 cameras x 10 Hz x 0.5 s stride
@@ -18,8 +30,9 @@ pipeline's time per window (`_manifest.json`: timings_s.pipeline / counts.window
 `coclabel label` run on the same fleet (or --manifest of an earlier one), and, for a run made
 here, against its CPU seconds per window.
 
-    python -m benchmarks.decode --json out/bench/decode.json
-    python -m benchmarks.decode --fleet /tmp/fleet-pai --manifest /tmp/ds/_manifest.json --cores 1
+    python -m benchmarks.decode --repeats 9 --json out/bench/decode.json
+    python -m benchmarks.decode --resolution 1080x1920 --no-share
+    python -m benchmarks.decode --fleet /tmp/fleet-pai --manifest /tmp/ds/_manifest.json --cores 2
 
 Needs the ffmpeg command (Debian/Ubuntu: `apt-get install ffmpeg`).
 """
@@ -36,19 +49,24 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 TARGET_RATIO = 0.8
 CLIP_SECONDS = 20  # one full PAI clip per vehicle
 BENCH_LINE = re.compile(r"bench: utime=([\d.]+)s stime=([\d.]+)s rtime=([\d.]+)s")
 FRAME_LINE = re.compile(r"frame=\s*(\d+)")
+NAMES = {"reader": "PaiClipSource, teacher's frames -> RGB", "reader_all": "PaiClipSource, every frame -> RGB",
+         "ffmpeg": "ffmpeg -f null", "ffmpeg_rgb": "ffmpeg -vf scale,format=rgb24 -f null",
+         "pyav_decode": "PyAV decode only",
+         "pyav_decode_rgb24": "PyAV decode + rgb24 at video size"}
 
 
-def synth_fleet(out: Path, resolution: str) -> None:
+def synth_fleet(out: Path, resolution: str, camera_hz: float) -> None:
     """One vehicle driving one 20 s PAI clip."""
     from pipelines.cli import main
 
     if main(["synth", "--out", str(out), "--format", "pai", "--vehicles", "1", "--resolution", resolution,
-             "--minutes", str(CLIP_SECONDS / 60), "--workers", "1"]) != 0:
+             "--camera-hz", str(camera_hz), "--minutes", str(CLIP_SECONDS / 60), "--workers", "1"]) != 0:
         raise SystemExit(f"synth into {out} failed")
 
 
@@ -74,33 +92,84 @@ def extract_videos(root: Path, clip_id: str, cameras, into: Path) -> list[Path]:
     return paths
 
 
-def timed(fn, repeats: int) -> dict:
-    """Best CPU and wall seconds of `fn()` (which returns its frame count) over `repeats` runs."""
-    cpu, wall, frames = [], [], set()
+def teacher_frames(root: Path, clip_id: str, cameras) -> set[tuple[str, int]]:
+    """(camera, t_us) of the frames the clip's t0 windows take: per t0 of its grid and per frame
+    offset, the latest frame at or before t0 + offset."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    from schemas.contract import FRAME_OFFSETS_US
+    from transforms.clips import t0_grid
+    from transforms.sources.pai import PaiClipSource
+
+    info = PaiClipSource(str(root), clip_id, cameras).info()
+    wanted = np.array([t0 + offset for t0 in t0_grid(info) for offset in FRAME_OFFSETS_US])
+    taken = set()
+    for camera in cameras:
+        t = pd.read_parquet(io.BytesIO(read_member(root, camera, "frame_timestamps", clip_id)))["timestamp"].to_numpy()
+        i = np.searchsorted(t, wanted, "right") - 1
+        taken |= {(camera, int(t[k])) for k in i[i >= 0]}
+    return taken
+
+
+def in_process(fn: Callable[[], int]) -> Callable[[], tuple[int, float, float]]:
+    """`fn` (returning its frame count) as a decoder: (frames, CPU s of this process, wall s)."""
+    def run():
+        cpu, wall = time.process_time(), time.perf_counter()
+        frames = fn()
+        return frames, time.process_time() - cpu, time.perf_counter() - wall
+    return run
+
+
+def measure(decoders: dict[str, Callable[[], tuple[int, float, float]]], repeats: int) -> dict:
+    """Each decoder `repeats` times, taking turns (a change of load hits them alike); per decoder
+    the rates of its best round, its median CPU seconds and its CPU seconds in each round."""
+    runs = {name: [] for name in decoders}
     for _ in range(repeats):
-        c, w = time.process_time(), time.perf_counter()
-        frames.add(fn())
-        cpu.append(time.process_time() - c)
-        wall.append(time.perf_counter() - w)
-    (n,) = frames
-    return rates(n, min(cpu), min(wall), statistics.median(cpu))
+        for name, decoder in decoders.items():
+            runs[name].append(decoder())
+    results = {}
+    for name, rounds in runs.items():
+        (frames,) = {r[0] for r in rounds}
+        cpu = [r[1] for r in rounds]
+        results[name] = {**rates(frames, min(cpu), min(r[2] for r in rounds), statistics.median(cpu)),
+                         "rounds_cpu_s": [round(c, 4) for c in cpu]}
+    return results
+
+
+def paired_ratio(results: dict, name: str) -> float:
+    """Median over rounds of ffmpeg's CPU seconds / `name`'s in the same round (the frame counts
+    are equal): the load of a round cancels out."""
+    return statistics.median(f / r for f, r in zip(results["ffmpeg"]["rounds_cpu_s"], results[name]["rounds_cpu_s"],
+                                                   strict=True))
 
 
 def rates(frames: int, cpu_s: float, wall_s: float, median_cpu_s: float) -> dict:
     return {"frames": frames, "cpu_s": round(cpu_s, 4), "median_cpu_s": round(median_cpu_s, 4),
-            "wall_s": round(wall_s, 4), "fps_per_core": round(frames / cpu_s, 1), "wall_fps": round(frames / wall_s, 1)}
+            "wall_s": round(wall_s, 4), "fps_per_core": round(frames / cpu_s, 1),
+            "median_fps_per_core": round(frames / median_cpu_s, 1), "wall_fps": round(frames / wall_s, 1)}
 
 
-def reader_frames(root: Path, clip_id: str, cameras) -> int:
+def reader_frames(root: Path, clip_id: str, cameras, threads: int, convert: set | None) -> int:
+    """Frames the reader decodes over the whole clip; the pixels of those in `convert` (of every
+    frame when None) are used."""
     from transforms.sources.base import CameraFrame
     from transforms.sources.pai import PaiClipSource
 
-    return sum(isinstance(m, CameraFrame) for m in PaiClipSource(str(root), clip_id, cameras).messages())
+    frames = 0
+    for m in PaiClipSource(str(root), clip_id, cameras, decoder_threads=threads).messages():
+        if isinstance(m, CameraFrame):
+            frames += 1
+            if (convert is None or (m.camera, m.t_us) in convert) and m.pixels.ndim != 3:
+                raise AssertionError(f"{m.camera} {m.t_us}: pixels of shape {m.pixels.shape}")
+    return frames
 
 
-def pyav_frames(videos: list[Path], fmt: str | None) -> int:
-    """Frames of `videos` decoded with PyAV in one thread, converted to `fmt` (one swscale thread)
-    unless None."""
+def pyav_frames(videos: list[Path], fmt: str | None, threads: int) -> int:
+    """Frames of `videos` decoded with PyAV (`threads` decoder threads, as the reader), converted
+    to `fmt` at the video's size (one swscale thread) unless None."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -108,7 +177,11 @@ def pyav_frames(videos: list[Path], fmt: str | None) -> int:
     for path in videos:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "NONE"
+            if threads == 1:
+                stream.thread_type = "NONE"
+            else:
+                stream.thread_type = "AUTO"
+                stream.codec_context.thread_count = threads
             convert = VideoReformatter()
             for frame in container.decode(stream):
                 if fmt:
@@ -117,25 +190,27 @@ def pyav_frames(videos: list[Path], fmt: str | None) -> int:
     return n
 
 
-def ffmpeg_command(path: Path) -> list[str]:
-    return ["ffmpeg", "-hide_banner", "-nostats", "-benchmark", "-threads", "1", "-i", str(path), "-f", "null", "-"]
+def ffmpeg_command(path: Path, threads: int, size: tuple[int, int] | None = None) -> list[str]:
+    """Decode `path` to null; `threads` 0 leaves ffmpeg's default (automatic) thread count; with
+    `size` (height, width), every frame is also scaled to it (bilinear) and converted to rgb24."""
+    threading = ["-threads", str(threads)] if threads else []
+    convert = ["-vf", f"scale={size[1]}:{size[0]}:flags=bilinear,format=rgb24"] if size else []
+    return ["ffmpeg", "-hide_banner", "-nostats", "-benchmark", *threading, "-i", str(path), *convert,
+            "-f", "null", "-"]
 
 
-def ffmpeg_run(videos: list[Path]) -> tuple[int, float, float]:
+def ffmpeg_decoder(videos: list[Path], threads: int,
+                   size: tuple[int, int] | None = None) -> Callable[[], tuple[int, float, float]]:
     """(frames, CPU s, wall s) of ffmpeg decoding each video to null, from its -benchmark lines."""
-    frames, cpu, wall = 0, 0.0, 0.0
-    for path in videos:
-        done = subprocess.run(ffmpeg_command(path), capture_output=True, text=True, check=True)
-        utime, stime, rtime = map(float, BENCH_LINE.search(done.stderr).groups())
-        frames += int(FRAME_LINE.findall(done.stderr)[-1])
-        cpu, wall = cpu + utime + stime, wall + rtime
-    return frames, cpu, wall
-
-
-def ffmpeg_timed(videos: list[Path], repeats: int) -> dict:
-    runs = [ffmpeg_run(videos) for _ in range(repeats)]
-    (frames,) = {r[0] for r in runs}
-    return rates(frames, min(r[1] for r in runs), min(r[2] for r in runs), statistics.median(r[1] for r in runs))
+    def run():
+        frames, cpu, wall = 0, 0.0, 0.0
+        for path in videos:
+            done = subprocess.run(ffmpeg_command(path, threads, size), capture_output=True, text=True, check=True)
+            utime, stime, rtime = map(float, BENCH_LINE.search(done.stderr).groups())
+            frames += int(FRAME_LINE.findall(done.stderr)[-1])
+            cpu, wall = cpu + utime + stime, wall + rtime
+        return frames, cpu, wall
+    return run
 
 
 def label_manifest(fleet: Path, out: Path) -> tuple[dict, float]:
@@ -178,81 +253,133 @@ def fleet_frames(root: Path, cameras) -> int:
                for clip in list_pai_clips(str(root)) for camera in cameras)
 
 
+def bench_fleet(fleet: Path, work: Path, cores: int, threads: int, repeats: int) -> dict:
+    """The decoders on the first clip of `fleet`, pinned to the first `cores` CPUs."""
+    from schemas.contract import IMAGE_HEIGHT, IMAGE_WIDTH, TEACHER_CAMERAS
+    from transforms.sources.pai import list_pai_clips
+
+    clip_id = list_pai_clips(str(fleet))[0]
+    videos = extract_videos(fleet, clip_id, TEACHER_CAMERAS, work)
+    taken = teacher_frames(fleet, clip_id, TEACHER_CAMERAS)
+    height, width = map(int, video_resolution(videos[0]).split("x"))
+    stored = (IMAGE_HEIGHT, IMAGE_WIDTH) if height >= IMAGE_HEIGHT and width >= IMAGE_WIDTH else (height, width)
+    decoders = {
+        "reader": in_process(lambda: reader_frames(fleet, clip_id, TEACHER_CAMERAS, threads, taken)),
+        "reader_all": in_process(lambda: reader_frames(fleet, clip_id, TEACHER_CAMERAS, threads, None)),
+        "ffmpeg": ffmpeg_decoder(videos, threads),
+        "ffmpeg_rgb": ffmpeg_decoder(videos, threads, stored),
+        "pyav_decode": in_process(lambda: pyav_frames(videos, None, threads)),
+        "pyav_decode_rgb24": in_process(lambda: pyav_frames(videos, "rgb24", threads)),
+    }
+    cpus = sorted(os.sched_getaffinity(0))
+    load_before = os.getloadavg()
+    os.sched_setaffinity(0, cpus[:cores])  # inherited by the ffmpeg children
+    try:
+        results = measure(decoders, repeats)
+    finally:
+        os.sched_setaffinity(0, cpus)
+    ffmpeg = results["ffmpeg"]
+    return {"resolution": video_resolution(videos[0]), "camera_hz": video_rate(videos[0]), "clip_id": clip_id,
+            "frames_taken": len(taken), "results": results,
+            "reader_vs_ffmpeg": round(results["reader"]["fps_per_core"] / ffmpeg["fps_per_core"], 3),
+            "reader_vs_ffmpeg_median": round(results["reader"]["median_fps_per_core"]
+                                             / ffmpeg["median_fps_per_core"], 3),
+            "reader_vs_ffmpeg_paired": round(paired_ratio(results, "reader"), 3),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def print_run(console, run: dict, cores: int, threads: int, repeats: int) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"decoding one PAI clip: 4 cameras, {run['resolution']}, H.264 {run['camera_hz']:g} Hz, "
+                        f"{cores} core(s), "
+                        f"decoder threads {threads or 'auto'}, best of {repeats} rounds")
+    for column in ("decoder", "frames", "CPU s", "frames/s per core", "median", "wall frames/s", "vs ffmpeg"):
+        table.add_column(column, justify="left" if column == "decoder" else "right")
+    ffmpeg = run["results"]["ffmpeg"]["fps_per_core"]
+    for key, r in run["results"].items():
+        table.add_row(NAMES[key], str(r["frames"]), f"{r['cpu_s']:.3f}", f"{r['fps_per_core']:.0f}",
+                      f"{r['median_fps_per_core']:.0f}", f"{r['wall_fps']:.0f}", f"{r['fps_per_core'] / ffmpeg:.2f}x")
+    share = run.get("labelling")
+    if share:
+        table.add_section()
+        table.add_row(f"decoding per window ({share['frames_per_window']:.1f} frames)", "",
+                      f"{share['decode_cpu_s_per_window']:.4f}", "", "", "", "")
+        table.add_row("label pipeline per window, wall s", "", f"{share['pipeline_s_per_window']:.3f}", "", "", "",
+                      f"decoding {share['decode_share_of_wall']:.1%}")
+        if "label_cpu_s_per_window" in share:
+            table.add_row("label pipeline per window, CPU s", "", f"{share['label_cpu_s_per_window']:.3f}", "", "",
+                          "", f"decoding {share['decode_share_of_cpu']:.1%}")
+    console.print(table)
+    ratio = run["reader_vs_ffmpeg"]
+    verdict = "meets" if ratio >= TARGET_RATIO else "misses"
+    console.print(f"{run['resolution']}: reader (teacher's frames) / ffmpeg = {ratio:.3f} best, "
+                  f"{run['reader_vs_ffmpeg_median']:.3f} median, {run['reader_vs_ffmpeg_paired']:.3f} median of "
+                  f"the rounds' ratios ({verdict} the target >= {TARGET_RATIO}); "
+                  f"{run['frames_taken']} of {run['results']['reader']['frames']} frames converted; "
+                  f"load average {run['load_average_before']} before, {run['load_average_after']} after")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fleet", help="a PAI fleet (coclabel synth --format pai); default: synthesise one 20 s clip")
-    parser.add_argument("--resolution", default="320x576",
-                        help="HEIGHTxWIDTH of the synthesised fleet (default 320x576, the teacher's input; "
-                             "the PAI dataset records 1080x1920)")
-    parser.add_argument("--manifest", help="_manifest.json of a `coclabel label` run on --fleet "
-                                           "(default: run the label pipeline here)")
+    parser.add_argument("--fleet", action="append",
+                        help="a PAI fleet (coclabel synth --format pai), repeatable; default: synthesise one "
+                             "20 s clip per --resolution")
+    parser.add_argument("--resolution", default="320x576,1080x1920",
+                        help="HEIGHTxWIDTH of the synthesised fleets, comma-separated (default 320x576,1080x1920: "
+                             "the teacher's input and what the PAI dataset records)")
+    parser.add_argument("--camera-hz", type=float, default=10,
+                        help="camera frame rate of the synthesised fleets (default 10, as `coclabel synth`); "
+                             "at 30 Hz the teacher takes 4 of every 15 frames")
+    parser.add_argument("--manifest", action="append",
+                        help="_manifest.json of a `coclabel label` run on each --fleet, in the same order "
+                             "(default: run the label pipeline here on each fleet)")
+    parser.add_argument("--no-share", action="store_true",
+                        help="skip the share of labelling time (no label pipeline run)")
     parser.add_argument("--cores", type=int, default=1, help="CPUs both decoders are pinned to (default 1)")
-    parser.add_argument("--repeats", type=int, default=5, help="runs of each decoder; the best counts (default 5)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="decoder threads of both: ffmpeg -threads N and the reader's decoder_threads "
+                             "(default 0: libavcodec's automatic count for --cores, ffmpeg's default)")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of the decoders; the best counts (default 5)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     if shutil.which("ffmpeg") is None:
         print("error: the ffmpeg command is missing; install it (Debian/Ubuntu: apt-get install ffmpeg)",
               file=sys.stderr)
         return 2
+    if args.manifest and len(args.manifest) != len(args.fleet or []):
+        parser.error("give one --manifest per --fleet")
     from rich.console import Console
-    from rich.table import Table
 
     from schemas.contract import TEACHER_CAMERAS
-    from transforms.sources.pai import list_pai_clips
 
-    console = Console(width=160)
+    console = Console(width=170)
+    runs = []
     with tempfile.TemporaryDirectory(prefix="coclabel-bench-decode-") as work:
         work = Path(work)
-        fleet = Path(args.fleet) if args.fleet else work / "fleet"
-        if not args.fleet:
-            synth_fleet(fleet, args.resolution)
-        clip_id = list_pai_clips(str(fleet))[0]
-        videos = extract_videos(fleet, clip_id, TEACHER_CAMERAS, work)
-        resolution = video_resolution(videos[0])
-
-        cpus = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, cpus[: args.cores])  # inherited by the ffmpeg children
-        try:
-            results = {
-                "reader": timed(lambda: reader_frames(fleet, clip_id, TEACHER_CAMERAS), args.repeats),
-                "ffmpeg": ffmpeg_timed(videos, args.repeats),
-                "pyav_decode": timed(lambda: pyav_frames(videos, None), args.repeats),
-                "pyav_decode_rgb24": timed(lambda: pyav_frames(videos, "rgb24"), args.repeats),
-            }
-        finally:
-            os.sched_setaffinity(0, cpus)
-        ratio = results["reader"]["fps_per_core"] / results["ffmpeg"]["fps_per_core"]
-        if args.manifest:
-            manifest, label_cpu_s = json.loads(Path(args.manifest).read_text()), None
-        else:
-            manifest, label_cpu_s = label_manifest(fleet, work / "ds")
-        share = decoding_share(results["reader"], fleet_frames(fleet, TEACHER_CAMERAS), manifest, label_cpu_s)
-
-    table = Table(title=f"decoding one PAI clip: 4 cameras, {resolution}, H.264 10 Hz, {args.cores} core(s), "
-                        f"best of {args.repeats}")
-    for column in ("decoder", "frames", "CPU s", "frames/s per core", "wall frames/s", "vs ffmpeg"):
-        table.add_column(column, justify="left" if column == "decoder" else "right")
-    names = {"reader": "PaiClipSource (zip -> PyAV -> rgb24)", "ffmpeg": "ffmpeg -threads 1 -f null",
-             "pyav_decode": "PyAV decode only", "pyav_decode_rgb24": "PyAV decode + rgb24"}
-    for key, r in results.items():
-        table.add_row(names[key], str(r["frames"]), f"{r['cpu_s']:.3f}", f"{r['fps_per_core']:.0f}",
-                      f"{r['wall_fps']:.0f}", f"{r['fps_per_core'] / results['ffmpeg']['fps_per_core']:.2f}x")
-    table.add_section()
-    table.add_row(f"decoding per window ({share['frames_per_window']:.1f} frames)", "",
-                  f"{share['decode_cpu_s_per_window']:.4f}", "", "", "")
-    table.add_row("label pipeline per window, wall s", "", f"{share['pipeline_s_per_window']:.3f}", "", "",
-                  f"decoding {share['decode_share_of_wall']:.1%}")
-    if label_cpu_s is not None:
-        table.add_row("label pipeline per window, CPU s", "", f"{share['label_cpu_s_per_window']:.3f}", "", "",
-                      f"decoding {share['decode_share_of_cpu']:.1%}")
-    console.print(table)
-    verdict = "meets" if ratio >= TARGET_RATIO else "misses"
-    console.print(f"reader / ffmpeg = {ratio:.3f} ({verdict} the target >= {TARGET_RATIO}); "
-                  f"command: {' '.join(ffmpeg_command(Path('FILE')))}")
+        fleets = [Path(f) for f in args.fleet] if args.fleet else []
+        for resolution in [] if args.fleet else args.resolution.split(","):
+            fleets.append(work / f"fleet-{resolution}")
+            synth_fleet(fleets[-1], resolution, args.camera_hz)
+        for k, fleet in enumerate(fleets):
+            videos = work / f"videos-{k}"
+            videos.mkdir()
+            run = bench_fleet(fleet, videos, args.cores, args.threads, args.repeats)
+            if args.manifest:
+                manifest, label_cpu_s = json.loads(Path(args.manifest[k]).read_text()), None
+            elif not args.no_share:
+                manifest, label_cpu_s = label_manifest(fleet, work / f"ds-{k}")
+            if args.manifest or not args.no_share:
+                run["labelling"] = decoding_share(run["results"]["reader"], fleet_frames(fleet, TEACHER_CAMERAS),
+                                                  manifest, label_cpu_s)
+            print_run(console, run, args.cores, args.threads, args.repeats)
+            runs.append(run)
+    console.print(f"ffmpeg: {ffmpeg_version()}; command: {' '.join(ffmpeg_command(Path('FILE'), args.threads))}; "
+                  f"PyAV {pyav_version()}")
     if args.json:
-        out = {"resolution": resolution, "cores": args.cores, "repeats": args.repeats, "clip_id": clip_id,
-               "ffmpeg_version": ffmpeg_version(), "results": results, "reader_vs_ffmpeg": round(ratio, 3),
-               "target_ratio": TARGET_RATIO, "labelling": share}
+        out = {"cores": args.cores, "threads": args.threads, "repeats": args.repeats,
+               "ffmpeg_version": ffmpeg_version(), "pyav": pyav_version(), "target_ratio": TARGET_RATIO, "runs": runs}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1))
         console.print(f"wrote {args.json}")
@@ -267,8 +394,21 @@ def video_resolution(path: Path) -> str:
         return f"{stream.codec_context.height}x{stream.codec_context.width}"
 
 
+def video_rate(path: Path) -> float:
+    import av
+
+    with av.open(str(path)) as container:
+        return float(container.streams.video[0].average_rate)
+
+
 def ffmpeg_version() -> str:
     return subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.split("\n")[0]
+
+
+def pyav_version() -> str:
+    import av
+
+    return f"{av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))})"
 
 
 if __name__ == "__main__":

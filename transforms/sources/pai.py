@@ -2,29 +2,40 @@
 
 Member paths are resolved through `features.csv` and `clip_index.parquet`; zips are opened
 through fsspec (local, memory://, gs://...) and their members are streamed, never extracted.
+The dataset's index files are parsed once per process and version of each file (a bounded
+cache), not once per clip.
+
 Camera frames are decoded one at a time with PyAV, so memory does not grow with clip length.
+Every frame must be decoded (the codec needs it), but a frame becomes RGB only when its pixels
+are first used (`DecodedFrame`): the clip assembler converts the 4 frames per camera a clip
+needs, not every frame. Frames larger than the clip's stored image size (the teacher's
+IMAGE_HEIGHT x IMAGE_WIDTH) are scaled down to it by swscale before the RGB conversion.
 """
 
 import heapq
 import json
 import posixpath
+import threading
 import zipfile
 import zlib
+from collections import OrderedDict
 from contextlib import ExitStack
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import av
 import fsspec
-from av.video.reformatter import VideoReformatter
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from av.video.reformatter import VideoReformatter
 
+from schemas.contract import IMAGE_HEIGHT, IMAGE_WIDTH
 from schemas.reasons import Reason
 from transforms.sources.base import CameraFrame, EgoPose, LogInfo, LogReadError, Message
 
 FALLBACK_DATE = "1970-01-01"
+INDEX_CACHE_SIZE = 16  # parsed index files kept per process: 4 per dataset root
 # EOFError, zlib.error, RuntimeError: a truncated, corrupt, encrypted or oddly compressed zip member
 _READ_ERRORS = (OSError, EOFError, RuntimeError, zlib.error, zipfile.BadZipFile, KeyError, ValueError,
                 pa.ArrowException, av.FFmpegError)
@@ -32,7 +43,7 @@ _READ_ERRORS = (OSError, EOFError, RuntimeError, zlib.error, zipfile.BadZipFile,
 
 def list_pai_clips(root: str) -> list[str]:
     """The clip ids of the dataset at `root`, in `clip_index.parquet` order."""
-    return [str(c) for c in _read_parquet(_join(root, "clip_index.parquet")).index]
+    return [str(c) for c in _index_file(_join(root, "clip_index.parquet"), _read_parquet).index]
 
 
 def check_member_name(name: str) -> str:
@@ -43,19 +54,79 @@ def check_member_name(name: str) -> str:
     return name
 
 
-class PaiClipSource:
-    """One PAI clip as a LogSource: egomotion as EgoPose, each camera's video as CameraFrame
-    ("rgb" pixels). Times are the dataset's (microseconds relative to the clip anchor).
+class DecodedFrame(CameraFrame):
+    """A CameraFrame of a decoded video frame: `pixels` are converted to RGB on first use, then
+    kept (and the decoded frame released); a frame that cannot be converted raises ValueError
+    there (the clip assembler's IMAGE_CORRUPT). `dataclasses.replace` gives a DecodedFrame with
+    the pixels; pickling gives a plain CameraFrame with them."""
 
-    `cameras` restricts the cameras read (default: every camera feature of the dataset that is
-    present for this clip).
+    def __init__(self, camera: str, t_us: int, data: bytes = b"", encoding: str = "rgb",
+                 pixels: np.ndarray | None = None, *, decoded: av.VideoFrame | None = None,
+                 convert: Callable[[av.VideoFrame], np.ndarray] | None = None):
+        for name, value in (("camera", camera), ("t_us", t_us), ("data", data), ("encoding", encoding),
+                            ("_pixels", pixels), ("_decoded", decoded), ("_convert", convert)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def pixels(self) -> np.ndarray | None:
+        if self._pixels is None and self._decoded is not None:
+            try:
+                object.__setattr__(self, "_pixels", self._convert(self._decoded))
+            except av.FFmpegError as e:
+                raise ValueError(f"{self.camera} frame at {self.t_us} us: no RGB conversion: {e}") from e
+            object.__setattr__(self, "_decoded", None)
+        return self._pixels
+
+    def __reduce__(self):
+        return CameraFrame, (self.camera, self.t_us, self.data, self.encoding, self.pixels)
+
+
+class RgbConverter:
+    """Decoded frames of one video -> (H, W, 3) uint8 RGB arrays, one swscale thread.
+
+    A frame at least `size` (height, width) in both dimensions and not equal to it is first
+    scaled down to `size` in its own pixel format (bilinear, no crop), then converted; smaller
+    or equal frames are converted at their size. Two steps: swscale's rgb24 output with scaling
+    costs about twice the scaling alone plus a conversion at the small size. Thread-safe.
     """
 
-    def __init__(self, root: str, clip_id: str, cameras: Sequence[str] | None = None):
+    def __init__(self, size: tuple[int, int] | None):
+        self.size = size
+        self._scale, self._rgb = VideoReformatter(), VideoReformatter()  # each keeps its swscale context
+        self._lock = threading.Lock()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        with self._lock:
+            if self.size is not None:
+                height, width = self.size
+                if frame.height >= height and frame.width >= width and (frame.height, frame.width) != self.size:
+                    frame = self._scale.reformat(frame, width=width, height=height, interpolation="BILINEAR",
+                                                 threads=1)
+            return self._rgb.reformat(frame, format="rgb24", threads=1).to_ndarray()
+
+
+class PaiClipSource:
+    """One PAI clip as a LogSource: egomotion as EgoPose, each camera's video as DecodedFrame
+    ("rgb" pixels, converted on first use). Times are the dataset's (microseconds relative to
+    the clip anchor).
+
+    `cameras` restricts the cameras read (default: every camera feature of the dataset that is
+    present for this clip). `image_size` (height, width): frames larger than it in both
+    dimensions are scaled down to it (default: the clips' stored size, so the teacher's frames
+    are never converted at full size; None: every frame at the video's size).
+    `decoder_threads`: libavcodec threads per video; 1 (default) suits a worker that runs one
+    reader per core; 0 picks libavcodec's automatic count for the CPUs this process may use,
+    what the `ffmpeg` command does by default.
+    """
+
+    def __init__(self, root: str, clip_id: str, cameras: Sequence[str] | None = None,
+                 image_size: tuple[int, int] | None = (IMAGE_HEIGHT, IMAGE_WIDTH), decoder_threads: int = 1):
         self.root = root.rstrip("/")
         self.clip_id = clip_id
-        self._features = self._read_features()
-        clip_index = _read_parquet(_join(self.root, "clip_index.parquet"))
+        self.image_size = image_size
+        self.decoder_threads = decoder_threads
+        self._features = _index_file(_join(self.root, "features.csv"), _read_features)
+        clip_index = _index_file(_join(self.root, "clip_index.parquet"), _read_parquet)
         if clip_id not in clip_index.index:
             raise LogReadError(Reason.LOG_UNREADABLE, f"clip {clip_id} is not in {self.root}/clip_index.parquet")
         self._chunk = int(clip_index.at[clip_id, "chunk"])
@@ -114,9 +185,10 @@ class PaiClipSource:
             except _READ_ERRORS as e:
                 raise self._unreadable("egomotion", e) from e
 
-    def _frames(self, camera: str, lo: int, hi: int) -> Iterator[CameraFrame]:
+    def _frames(self, camera: str, lo: int, hi: int) -> Iterator[DecodedFrame]:
         """Decode sequentially; the i-th decoded frame has the i-th timestamp. Frames before the
-        range are decoded and skipped without conversion; decoding stops at the range end."""
+        range are decoded and skipped; decoding stops at the range end; nothing is converted
+        here (see DecodedFrame)."""
         with ExitStack() as stack:
             try:
                 t = _timestamps(self._member(stack, camera, "frame_timestamps"))
@@ -127,11 +199,12 @@ class PaiClipSource:
                 if not container.streams.video:
                     raise LogReadError(Reason.LOG_UNREADABLE, f"clip {self.clip_id} {camera}: no video stream")
                 stream = container.streams.video[0]
-                # One thread per reader, as `ffmpeg -threads 1`: workers run a reader per core, and
-                # PyAV's defaults (slice-threaded decoding, rgb conversion on every CPU since PyAV
-                # 17) spend more CPU per frame on a many-core machine without decoding faster.
-                stream.thread_type = "NONE"
-                to_rgb = VideoReformatter()  # keeps its swscale context from frame to frame
+                if self.decoder_threads == 1:
+                    stream.thread_type = "NONE"
+                else:  # frame and slice threads, as libavcodec's (and the ffmpeg command's) default
+                    stream.thread_type = "AUTO"
+                    stream.codec_context.thread_count = self.decoder_threads
+                convert = RgbConverter(self.image_size)
                 if stream.frames and stream.frames != len(t):
                     raise self._count_mismatch(camera, stream.frames, len(t))
                 if first >= stop:
@@ -143,8 +216,7 @@ class PaiClipSource:
                     if i >= stop:
                         return
                     if i >= first:
-                        yield CameraFrame(camera=camera, t_us=int(t[i]), data=b"", encoding="rgb",
-                                          pixels=to_rgb.reformat(frame, format="rgb24", threads=1).to_ndarray())
+                        yield DecodedFrame(camera, int(t[i]), decoded=frame, convert=convert)
                 if i + 1 != len(t):
                     raise self._count_mismatch(camera, i + 1, len(t))
             except _READ_ERRORS as e:
@@ -182,24 +254,6 @@ class PaiClipSource:
         except KeyError as e:
             raise LogReadError(Reason.LOG_UNREADABLE, f"{archive_path} has no member {member}") from e
 
-    def _read_features(self) -> pd.DataFrame:
-        try:
-            with fsspec.open(_join(self.root, "features.csv"), "r") as f:
-                features = pd.read_csv(f, index_col="feature")
-            missing = sorted({"directory", "chunk_path", "clip_files_in_zip"} - set(features.columns))
-            if missing:
-                raise LogReadError(Reason.LOG_UNREADABLE, f"{self.root}/features.csv has no column {missing}")
-            features["clip_files_in_zip"] = features["clip_files_in_zip"].map(json.loads, na_action="ignore")
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:  # pandas on a damaged CSV
-            raise LogReadError(Reason.LOG_UNREADABLE, f"{self.root}/features.csv: {e}") from e
-        if "egomotion" not in features.index:
-            raise LogReadError(Reason.LOG_UNREADABLE, f"{self.root}/features.csv has no egomotion feature")
-        zipped = (features["directory"] == "camera") | (features.index == "egomotion")
-        unzipped = [f for f in features.index[zipped] if not isinstance(features.at[f, "clip_files_in_zip"], dict)]
-        if unzipped:
-            raise LogReadError(Reason.LOG_UNREADABLE, f"{self.root}/features.csv: no zip members for {unzipped}")
-        return features
-
     def _presence(self) -> dict[str, bool]:
         presence = self._optional_parquet("metadata/feature_presence.parquet")
         if presence is None or self.clip_id not in presence.index:
@@ -207,13 +261,62 @@ class PaiClipSource:
         return {k: bool(v) for k, v in presence.loc[self.clip_id].items()}
 
     def _optional_parquet(self, name: str) -> pd.DataFrame | None:
-        uri = _join(self.root, name)
-        fs, path = fsspec.core.url_to_fs(uri)
-        return _read_parquet(uri) if fs.exists(path) else None
+        return _index_file(_join(self.root, name), _read_parquet, optional=True)
 
 
 def _join(root: str, name: str) -> str:
     return f"{root.rstrip('/')}/{name}"
+
+
+_index_cache: OrderedDict[tuple[str, str], object] = OrderedDict()  # (uri, version) -> parsed, LRU
+_index_lock = threading.Lock()
+
+
+def _index_file(uri: str, parse: Callable[[str], object], optional: bool = False):
+    """`parse(uri)` of one of a dataset's index files, parsed once per version of the file and
+    kept in a bounded cache (INDEX_CACHE_SIZE files). The version is fsspec's `ukey` (a hash of
+    the file's metadata: size and modification time, or the object generation on GCS), so a
+    rewritten file is parsed again. None when `optional` and the file does not exist. The
+    parsed value is shared: callers must not modify it."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    try:
+        version = fs.ukey(path)
+    except FileNotFoundError:
+        if optional:
+            return None
+        return parse(uri)  # raises the file's LogReadError
+    except OSError as e:
+        raise LogReadError(Reason.LOG_UNREADABLE, f"{uri}: {e}") from e
+    key = (uri, version)
+    with _index_lock:
+        if key in _index_cache:
+            _index_cache.move_to_end(key)
+            return _index_cache[key]
+    parsed = parse(uri)  # outside the lock: a slow read does not hold up other threads
+    with _index_lock:
+        _index_cache[key] = parsed
+        while len(_index_cache) > INDEX_CACHE_SIZE:
+            _index_cache.popitem(last=False)
+    return parsed
+
+
+def _read_features(uri: str) -> pd.DataFrame:
+    try:
+        with fsspec.open(uri, "r") as f:
+            features = pd.read_csv(f, index_col="feature")
+        missing = sorted({"directory", "chunk_path", "clip_files_in_zip"} - set(features.columns))
+        if missing:
+            raise LogReadError(Reason.LOG_UNREADABLE, f"{uri} has no column {missing}")
+        features["clip_files_in_zip"] = features["clip_files_in_zip"].map(json.loads, na_action="ignore")
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:  # pandas on a damaged CSV
+        raise LogReadError(Reason.LOG_UNREADABLE, f"{uri}: {e}") from e
+    if "egomotion" not in features.index:
+        raise LogReadError(Reason.LOG_UNREADABLE, f"{uri} has no egomotion feature")
+    zipped = (features["directory"] == "camera") | (features.index == "egomotion")
+    unzipped = [f for f in features.index[zipped] if not isinstance(features.at[f, "clip_files_in_zip"], dict)]
+    if unzipped:
+        raise LogReadError(Reason.LOG_UNREADABLE, f"{uri}: no zip members for {unzipped}")
+    return features
 
 
 def _read_parquet(uri: str) -> pd.DataFrame:
