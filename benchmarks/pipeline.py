@@ -2,20 +2,27 @@
 curve over fleet sizes.
 
   python -m benchmarks.pipeline                       # 2 vehicles x 1 min, scales 1 and 2
-  python -m benchmarks.pipeline --minutes 2 --scales 1,2,4 --json out/bench/pipeline.json
+  python -m benchmarks.pipeline --vehicles 2 --minutes 1 --scales 1,2,4 --repeats 2 --json out/bench/pipeline.json
 
-For each scale (fleet = scale x the base fleet, more vehicles) it measures, on the same clips:
-- pipeline: `coclabel label` (local runner) wall time of the pipeline stage, clips/s and peak RSS;
-- teacher: the bundled teacher called in a loop on pre-built batches (batch 16), clips/s;
-- ratio = pipeline / teacher (what the pipeline costs on top of the teacher);
-and once, at scale 1, a naive loop: per clip, open the log, read its 8 s, assemble, predict with
-batch 1 (what simple labelling scripts do). Prints one table and writes JSON.
+For each scale (fleet = scale x the base fleet, more vehicles) and repeat it measures, on the same
+clips and one right after the other (so both sides run under about the same machine load):
+- pipeline: `coclabel label` (local runner) in a child process: the pipeline stage's wall time
+  (from the manifest: runner start-up, teacher load, reading, teacher, checks, writes), clips/s,
+  the command's whole wall time, and the child's own peak RSS (`wait4`, so each scale's peak is
+  its own, not the largest so far);
+- teacher: the same teacher called in a loop on the same clips in pre-built batches (batch 16,
+  after one warm-up batch), clips/s;
+- ratio = pipeline / teacher (what the pipeline costs on top of the teacher), and the 1-minute
+  load average before each side.
+It prints the median ratio per scale, peak memory against the smallest fleet, seconds per clip
+against the smallest fleet (linear time: 1.0), and once, at scale 1, a naive loop: per clip,
+open the log, read its 8 s, assemble, predict with batch 1 (what simple labelling scripts do).
+Writes JSON with every repeat.
 """
 
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -33,27 +40,32 @@ def fleet(vehicles: int, minutes: float, seed: int) -> Path:
     return out
 
 
-def run_cli(argv: list[str]) -> float:
-    """Run `coclabel argv` in a child process; returns its wall time. Raises on failure."""
+def run_cli(argv: list[str], threads: int | None = None) -> tuple[float, float]:
+    """Run `coclabel argv` in a child process (torch with `threads` intra-op threads; default:
+    torch's own choice); (wall seconds, peak RSS MiB of the child and the processes it waited
+    for). Raises on failure."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipelines.cli", *argv], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    child = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *argv], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, child.args)
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
-def label(logs: Path, teacher: str, extra: list[str]) -> dict:
+def label(logs: Path, teacher: str, extra: list[str], threads: int | None) -> dict:
     """Label `logs` into a fresh dataset; pipeline seconds (from the manifest) and peak RSS."""
     import shutil
 
     out = CACHE / f"dataset-{logs.name}"
     shutil.rmtree(out, ignore_errors=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    wall = run_cli(["label", "--logs", str(logs), "--out", str(out), "--quiet", "--teacher", teacher, *extra])
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    wall, peak = run_cli(["label", "--logs", str(logs), "--out", str(out), "--quiet", "--teacher", teacher, *extra],
+                         threads)
     manifest = json.loads((out / "_manifest.json").read_text())
     return {"dataset": out, "wall_s": wall, "pipeline_s": manifest["timings_s"]["pipeline"],
-            "windows": manifest["counts"]["windows"], "clips": manifest["counts"]["clips"],
-            "peak_rss_mib": max(peak, before) / 1024}
+            "windows": manifest["counts"]["windows"], "clips": manifest["counts"]["clips"], "peak_rss_mib": peak}
 
 
 def bare_teacher(dataset: Path, teacher_spec: str, batch: int, samples: int) -> float:
@@ -100,43 +112,78 @@ def naive(logs: Path, teacher_spec: str, samples: int, limit: int) -> float:
     return done / (time.perf_counter() - started)
 
 
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def measure(scale: int, args) -> dict:
+    """One repeat at one scale: the pipeline, then the bare teacher on its clips."""
+    logs = fleet(args.vehicles * scale, args.minutes, seed=0)
+    load_pipeline = load()
+    result = label(logs, args.teacher, args.beam, args.threads)
+    load_teacher = load()
+    teacher = bare_teacher(result["dataset"], args.teacher, args.batch, args.samples)
+    pipeline = result["clips"] / result["pipeline_s"]
+    return {"scale": scale, "vehicles": args.vehicles * scale, "minutes": args.minutes,
+            "windows": result["windows"], "clips": result["clips"], "pipeline_s": round(result["pipeline_s"], 2),
+            "wall_s": round(result["wall_s"], 2), "pipeline_clips_per_s": round(pipeline, 3),
+            "teacher_clips_per_s": round(teacher, 3), "ratio": round(pipeline / teacher, 3),
+            "peak_rss_mib": round(result["peak_rss_mib"], 1), "load_pipeline": load_pipeline,
+            "load_teacher": load_teacher}
+
+
 def main(argv: list[str] | None = None) -> int:
+    import statistics
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vehicles", type=int, default=2, help="vehicles in the base fleet (default 2)")
     parser.add_argument("--minutes", type=float, default=1.0, help="minutes per vehicle (default 1)")
     parser.add_argument("--scales", default="1,2", help="fleet sizes as multiples of the base (default 1,2)")
+    parser.add_argument("--repeats", type=int, default=1, help="measurements per scale, interleaved (default 1)")
     parser.add_argument("--teacher", default="tiny", help="teacher spec (default tiny)")
     parser.add_argument("--samples", type=int, default=6)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--naive-clips", type=int, default=24, help="windows timed in the naive loop")
+    parser.add_argument("--threads", type=int,
+                        help="torch intra-op threads on both sides (the pipeline's OMP_NUM_THREADS and the bare "
+                             "teacher's); default: every core for the bare teacher, torch's default in the pipeline")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("beam", nargs="*", help="extra options for `coclabel label` (after --)")
     args = parser.parse_args(argv)
     import torch
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
+    scales = [int(s) for s in args.scales.split(",")]
+    runs = []
+    for _ in range(args.repeats):
+        for scale in scales:
+            runs.append(measure(scale, args))
+            print(json.dumps(runs[-1]), flush=True)
     rows = []
-    for scale in (int(s) for s in args.scales.split(",")):
-        logs = fleet(args.vehicles * scale, args.minutes, seed=0)
-        result = label(logs, args.teacher, args.beam)
-        pipeline = result["clips"] / result["pipeline_s"]
-        teacher = bare_teacher(result["dataset"], args.teacher, args.batch, args.samples)
-        rows.append({"scale": scale, "vehicles": args.vehicles * scale, "minutes": args.minutes,
-                     "windows": result["windows"], "clips": result["clips"], "pipeline_s": round(result["pipeline_s"], 2),
-                     "pipeline_clips_per_s": round(pipeline, 3), "teacher_clips_per_s": round(teacher, 3),
-                     "ratio": round(pipeline / teacher, 3), "peak_rss_mib": round(result["peak_rss_mib"], 1)})
-        print(json.dumps(rows[-1]), flush=True)
+    for scale in scales:
+        mine = [r for r in runs if r["scale"] == scale]
+        rows.append({**mine[0], **{k: round(statistics.median(r[k] for r in mine), 3) for k in
+                                   ("pipeline_s", "pipeline_clips_per_s", "teacher_clips_per_s", "ratio")},
+                     "peak_rss_mib": max(r["peak_rss_mib"] for r in mine), "ratios": [r["ratio"] for r in mine]})
     base = fleet(args.vehicles, args.minutes, seed=0)
     naive_rate = naive(base, args.teacher, args.samples, args.naive_clips)
-    summary = {"rows": rows, "naive_clips_per_s": round(naive_rate, 3),
-               "speedup_over_naive": round(rows[0]["pipeline_clips_per_s"] / naive_rate, 2),
-               "cpus": os.cpu_count(), "samples": args.samples, "batch": args.batch}
-    print(f"\n{'scale':>5} {'windows':>8} {'pipeline s':>10} {'pipeline clips/s':>16} {'teacher clips/s':>15} "
-          f"{'ratio':>6} {'peak RSS MiB':>12}")
+    first = rows[0]
     for r in rows:
+        r["memory_vs_first"] = round(r["peak_rss_mib"] / first["peak_rss_mib"], 3)
+        r["s_per_clip_vs_first"] = round((r["pipeline_s"] / r["clips"]) / (first["pipeline_s"] / first["clips"]), 3)
+    summary = {"rows": rows, "runs": runs, "naive_clips_per_s": round(naive_rate, 3),
+               "speedup_over_naive": round(first["pipeline_clips_per_s"] / naive_rate, 2),
+               "cpus": os.cpu_count(), "threads": args.threads, "samples": args.samples, "batch": args.batch}
+    print(f"\n{'scale':>5} {'windows':>8} {'pipeline s':>10} {'pipeline clips/s':>16} {'teacher clips/s':>15} "
+          f"{'ratio':>6} {'ratios':>18} {'peak RSS MiB':>12} {'RSS vs 1st':>10} {'s/clip vs 1st':>13}")
+    for r in rows:
+        ratios = ",".join(f"{x:.2f}" for x in r["ratios"])
         print(f"{r['scale']:>5} {r['windows']:>8} {r['pipeline_s']:>10} {r['pipeline_clips_per_s']:>16} "
-              f"{r['teacher_clips_per_s']:>15} {r['ratio']:>6} {r['peak_rss_mib']:>12}")
-    print(f"naive per-clip loop: {naive_rate:.3f} clips/s; pipeline speed-up {summary['speedup_over_naive']}x")
+              f"{r['teacher_clips_per_s']:>15} {r['ratio']:>6} {ratios:>18} {r['peak_rss_mib']:>12} "
+              f"{r['memory_vs_first']:>10} {r['s_per_clip_vs_first']:>13}")
+    print(f"naive per-clip loop: {naive_rate:.3f} clips/s; pipeline speed-up {summary['speedup_over_naive']}x; "
+          f"load average (1 min) during the runs: {min(r['load_pipeline'] for r in runs)}-"
+          f"{max(max(r['load_pipeline'], r['load_teacher']) for r in runs)}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")

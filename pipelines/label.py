@@ -32,7 +32,9 @@ def configure(parser: argparse.ArgumentParser, teacher: bool = True) -> None:
     parser.add_argument("--samples", type=int, default=6, help="reasoning + trajectory samples per clip (default 6)")
     parser.add_argument("--device", default="cpu", help="teacher device: cpu or cuda[:N] (default cpu)")
     parser.add_argument("--batch-size", type=int, default=16, help="largest teacher batch (default 16)")
-    parser.add_argument("--min-batch-size", type=int, default=1, help="smallest teacher batch (default 1)")
+    parser.add_argument("--min-batch-size", type=int,
+                        help="smallest teacher batch (default: --batch-size, so that a teacher padding its "
+                             "batches to a fixed shape never computes padding but at the end of a bundle)")
     parser.add_argument("--large-model", action="store_true",
                         help="share one teacher across a worker's processes (big teachers)")
     parser.add_argument("--accelerator",
@@ -48,8 +50,9 @@ def configure(parser: argparse.ArgumentParser, teacher: bool = True) -> None:
     configure_follow(parser)
 
 
-def build(p, args, log_uris: list[str], topic_map):
-    """Add the label pipeline to `p`; returns the PCollection of (table, path, rows) written."""
+def build(p, args, sources, topic_map):
+    """Add the label pipeline to `p` over `sources` (log URIs or planned BlockTasks, as
+    `ReadClips` takes them); returns the PCollection of (table, path, rows) written."""
     import apache_beam as beam
 
     from transforms.clips import block_key
@@ -59,11 +62,11 @@ def build(p, args, log_uris: list[str], topic_map):
     from transforms.validate import CheckConfig, ValidateLabels
 
     stride_us, block_us = round(args.stride_s * 1e6), round(args.block_s * 1e6)
-    blocks = p | "ReadClips" >> ReadClips(log_uris, stride_us, block_us, topic_map)
+    blocks = p | "ReadClips" >> ReadClips(sources, stride_us, block_us, topic_map)
     clip_files = write_clip_blocks(blocks, args.out)
     handler = TeacherModelHandler(
-        args.teacher, args.samples, args.device, min_batch_size=args.min_batch_size,
-        max_batch_size=args.batch_size, large_model=args.large_model)
+        args.teacher, args.samples, args.device, max_batch_size=args.batch_size, large_model=args.large_model,
+        min_batch_size=args.batch_size if args.min_batch_size is None else args.min_batch_size)
     results = (blocks
                | "Clips" >> beam.FlatMap(lambda block: block.clips)
                | "Teacher" >> TeacherInference(handler, args.accelerator))

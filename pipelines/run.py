@@ -27,23 +27,6 @@ def beam_options(beam_args: list[str], streaming: bool = False):
     return options
 
 
-def planned_windows(log_uris: list[str], topic_map, stride_us: int) -> tuple[int, int]:
-    """(logs, clip windows) under `log_uris`, from the logs' metadata only (for progress)."""
-    from transforms.clips import t0_grid
-    from transforms.sources.base import LogReadError
-    from transforms.sources.discover import find_logs, open_log
-
-    logs = windows = 0
-    for uri in log_uris:
-        for ref in find_logs(uri):
-            logs += 1
-            try:
-                windows += len(t0_grid(open_log(ref, topic_map).info(), stride_us))
-            except LogReadError:
-                continue  # a log-level quarantine row, no windows
-    return logs, windows
-
-
 @dataclass
 class Stopwatch:
     """Named wall-clock timings (seconds) for the manifest."""
@@ -134,14 +117,16 @@ OUTPUT_OPTIONS = ("stride_s", "block_s", "teacher", "samples", "reject_comfort",
 
 
 def execute(args, beam_args: list[str], build, tables: tuple[str, ...], title: str) -> int:
-    """Run a dataset-writing pipeline (`build(p, args, log_uris, topic_map)`) end to end:
-    plan, clear stale temp files, run with progress, then manifest and `_SUCCESS`; print a summary."""
+    """Run a dataset-writing pipeline (`build(p, args, tasks, topic_map)`, `tasks` the planned
+    BlockTasks for `ReadClips`) end to end: plan (each log opened once, here), clear stale temp
+    files, run with progress, then manifest and `_SUCCESS`; print a summary."""
     import sys
 
     import apache_beam as beam
 
-    from transforms.manifest import build_manifest, counts_from_dataset
+    from transforms.manifest import build_manifest, dataset_summary
     from transforms.parquet import clear_stale_temp, mark_complete, mark_incomplete
+    from transforms.read_clips import plan_blocks, planned_windows
     from transforms.sources.topic_map import load_topic_map
 
     watch = Stopwatch()
@@ -152,13 +137,15 @@ def execute(args, beam_args: list[str], build, tables: tuple[str, ...], title: s
         return 2
     topic_map = load_topic_map(args.topic_map) if args.topic_map else None
     log_uris = [args.logs]
+    stride_us = round(args.stride_s * 1e6)
     with watch.stage("plan"):
         try:
-            logs, windows = planned_windows(log_uris, topic_map, round(args.stride_s * 1e6))
+            tasks = plan_blocks(log_uris, topic_map, stride_us, round(args.block_s * 1e6))
         except FileNotFoundError:
             print(f"error: no such log or folder: {redact(args.logs)}", file=sys.stderr)
             return 2
-    if not logs:
+        windows = planned_windows(tasks, stride_us)
+    if not tasks:
         print(f"error: no logs (.mcap files, rosbag2 folders or PhysicalAI-AV roots) under {redact(args.logs)}",
               file=sys.stderr)
         return 2
@@ -167,11 +154,11 @@ def execute(args, beam_args: list[str], build, tables: tuple[str, ...], title: s
     pipeline_options = beam_options(beam_args)
     with watch.stage("pipeline"), progress_bar(title, windows, args.out, tables, enabled=not args.quiet):
         with beam.Pipeline(options=pipeline_options) as p:
-            build(p, args, log_uris, topic_map)
+            build(p, args, tasks, topic_map)
     with watch.stage("manifest"):
-        counts = counts_from_dataset(args.out)
+        counts, teachers = dataset_summary(args.out)
         manifest = build_manifest([redact(u) for u in log_uris], {**options, "beam": _redacted(beam_args)},
-                                  _teacher_of(args), counts, watch.timings_s)
+                                  _teacher_of(args, teachers), counts, watch.timings_s)
         mark_complete(args.out, manifest)
     print_summary(title, redact(args.out), counts, windows, watch.timings_s)
     if getattr(args, "report", False):
@@ -198,16 +185,13 @@ def _option_conflict(out_uri: str, options: dict) -> str | None:
     return f"{out_uri} was written with other options ({what}); use a new --out or remove it first"
 
 
-def _teacher_of(args) -> dict:
-    """The teacher identity as written in the labels (the driver never loads the teacher)."""
-    from transforms.parquet import read_table
-
+def _teacher_of(args, teachers: list[dict]) -> dict:
+    """The teacher identity as written in the labels (`teachers`: the distinct ones; the driver
+    never loads the teacher)."""
     if not hasattr(args, "teacher"):
         return {"name": "none", "version": "", "weights_sha256": ""}
-    column = read_table(args.out, "labels", ["teacher"]).column("teacher").to_pylist()
-    teachers = {tuple(sorted(t.items())) for t in column}
     if len(teachers) == 1:
-        return dict(teachers.pop())
+        return teachers[0]
     return {"name": args.teacher, "version": "", "weights_sha256": ""}
 
 

@@ -35,14 +35,17 @@ def label_row(log_id: str, t0_us: int, samples: list[dict], vehicle_id: str = "v
 
 
 def clip_row(log_id: str, t0_us: int, vehicle_id: str = "veh-000", date: str = "2026-01-01",
-             luma: float = 120.0) -> dict:
+             luma: float = 120.0, images: list[bytes] | None = None, future_steps: int = 64) -> dict:
+    """A CLIPS row; the ego future has `future_steps` poses, then null steps (a log that ends)."""
     eye = np.eye(3, dtype=np.float32).ravel().tolist()
+    pad = [None] * (64 - future_steps)
     return {"clip_id": clip_id(log_id, t0_us), "vehicle_id": vehicle_id, "log_id": log_id,
             "t0_us": t0_us, "date": date, "camera_names": ["a", "b", "c", "d"],
             "frame_timestamps_us": [[t0_us - 300_000 + 100_000 * i for i in range(4)]] * 4,
-            "images": [b"\xff\xd8\xff"] * 16, "ego_history_xyz": [[0.0, 0.0, 0.0]] * 16,
-            "ego_history_rot": [eye] * 16, "ego_future_xyz": [[0.0, 0.0, 0.0]] * 64,
-            "ego_future_rot": [eye] * 64, "source_uri": f"/logs/{log_id}.mcap", "image_luma": luma}
+            "images": [b"\xff\xd8\xff"] * 16 if images is None else images,
+            "ego_history_xyz": [[0.0, 0.0, 0.0]] * 16, "ego_history_rot": [eye] * 16,
+            "ego_future_xyz": [[0.0, 0.0, 0.0]] * future_steps + pad, "ego_future_rot": [eye] * future_steps + pad,
+            "source_uri": f"/logs/{log_id}.mcap", "image_luma": luma}
 
 
 def quarantine_row(log_id: str, t0_us: int | None, reason: str, stage: str,

@@ -45,9 +45,15 @@ def counts_from_dataset(out_uri: str) -> dict:
     logs: distinct log ids in any table; windows: distinct (log_id, t0_us) clip windows in any
     table (log-level quarantine rows have no t0); clips, labels: rows.
     """
+    return dataset_summary(out_uri)[0]
+
+
+def dataset_summary(out_uri: str) -> tuple[dict, list[dict]]:
+    """(`counts_from_dataset`, the distinct teachers {name, version, weights_sha256} of the
+    labels, sorted), from one read of each table."""
     tables = {
         "clips": read_table(out_uri, "clips", ["log_id", "t0_us"]),
-        "labels": read_table(out_uri, "labels", ["log_id", "t0_us"]),
+        "labels": read_table(out_uri, "labels", ["log_id", "t0_us", "teacher"]),
         "quarantine": read_table(out_uri, "quarantine", ["log_id", "t0_us", "stage", "reason"]),
     }
     logs, windows = set(), set()
@@ -60,13 +66,18 @@ def counts_from_dataset(out_uri: str) -> dict:
     quarantined: dict[str, dict[str, int]] = {}
     for (stage, reason), n in sorted(pairs.items()):
         quarantined.setdefault(stage, {})[reason] = n
-    return {
+    counts = {
         "logs": len(logs),
         "windows": len(windows),
         "clips": tables["clips"].num_rows,
         "labels": tables["labels"].num_rows,
         "quarantined": quarantined,
     }
+    fields = ("name", "version", "weights_sha256")
+    distinct = tables["labels"].select(["teacher"]).flatten().group_by([f"teacher.{f}" for f in fields]).aggregate([])
+    teachers = sorted((dict(zip(fields, (r[f"teacher.{f}"] for f in fields))) for r in distinct.to_pylist()),
+                      key=lambda t: tuple(t.values()))
+    return counts, teachers
 
 
 def build_manifest(inputs: list[str], options: dict, teacher: dict, counts: dict, timings_s: dict,

@@ -1,7 +1,12 @@
 """Beam: logs -> clip and quarantine rows, in batch (`ReadClips`) and streaming (`StreamClips`).
 
 Batch: log URIs -> LogRefs -> (log, block) tasks, small, the only elements shuffled -> one
-`ClipBlock` per block, assembled next to the reader, so image bytes never cross a shuffle.
+`ClipBlock` per block, assembled next to the reader, so image bytes never cross a shuffle. A
+driver that has planned the blocks already (`plan_blocks`, e.g. for a progress total) hands the
+tasks to `ReadClips` instead of the URIs, and no log is opened twice for planning. The blocks
+come out of a single ParDo (no Flatten: the local runner materialises a Flatten's inputs, which
+would hold every block's images in memory): each block goes through its consumers (clip
+writes, the teacher) before the next one is read.
 Streaming: timestamped (log_id, message) elements -> a stateful DoFn per log that buffers
 messages until the watermark passes them and feeds them in time order to the same
 `ClipAssembler`.
@@ -17,7 +22,15 @@ from apache_beam.utils.timestamp import Timestamp
 
 from schemas.contract import CAMERA_TOLERANCE_US, DEFAULT_STRIDE_US
 from schemas.reasons import Reason
-from transforms.clips import DEFAULT_BLOCK_US, ClipAssembler, Output, block_starts, quarantine_row, read_range
+from transforms.clips import (
+    DEFAULT_BLOCK_US,
+    ClipAssembler,
+    Output,
+    block_starts,
+    quarantine_row,
+    read_range,
+    t0_grid,
+)
 from transforms.parquet import check_date, safe_name
 from transforms.sources.base import CameraFrame, EgoPose, LogInfo, LogReadError
 from transforms.sources.discover import LogRef, find_logs, open_log
@@ -46,9 +59,13 @@ class ClipBlock:
 
 @dataclass(frozen=True)
 class BlockTask:
+    """One block of a log to assemble; `done` holds the rows of a log that cannot be windowed
+    (its log-level quarantine row, or LOG_EMPTY), which need no reading."""
+
     ref: LogRef
     info: LogInfo
     block_start_us: int
+    done: ClipBlock | None = field(default=None, compare=False)
 
 
 def _block(info: LogInfo, block_start_us: int, outputs: list[Output]) -> ClipBlock:
@@ -65,20 +82,53 @@ def _count(block: ClipBlock) -> None:
         beam.metrics.Metrics.counter("clips", f"quarantined_{row['reason']}").inc()
 
 
-def _partitionable(info: LogInfo) -> LogInfo:
+def _safe_vehicle(info: LogInfo) -> LogInfo:
     """`info` with a vehicle id usable as a partition folder (`safe_name`: a folder name with a
-    space or a metadata id like "../x" is rewritten, never written as a path); LogReadError when
-    the log's date is not YYYY-MM-DD."""
+    space or a metadata id like "../x" is rewritten, never written as a path)."""
+    return replace(info, vehicle_id=safe_name(info.vehicle_id, "vehicle"))
+
+
+def _partitionable(info: LogInfo) -> LogInfo:
+    """`_safe_vehicle(info)`; LogReadError when the log's date is not YYYY-MM-DD."""
     try:
         check_date(info.date)
     except ValueError:
         raise LogReadError(Reason.LOG_UNREADABLE, f"{info.uri}: log date {info.date!r} is not YYYY-MM-DD") from None
-    return replace(info, vehicle_id=safe_name(info.vehicle_id, "vehicle"))
+    return _safe_vehicle(info)
+
+
+def plan_log(ref: LogRef, topic_map: TopicMap | None = None, stride_us: int = DEFAULT_STRIDE_US,
+             block_us: int = DEFAULT_BLOCK_US) -> list[BlockTask]:
+    """The log's BlockTasks, one per block holding a t0, from its metadata; a log that cannot be
+    windowed gives one task with its rows `done`."""
+    try:
+        info = _partitionable(open_log(ref, topic_map).info())
+    except LogReadError as e:
+        info = LogInfo(ref.uri, ref.log_id, safe_name(ref.vehicle_id, "vehicle"), FALLBACK_DATE, 0, 0)
+        return [BlockTask(ref, info, 0, ClipBlock(info, 0, quarantine=[quarantine_row(info, None, e.reason, e.detail)]))]
+    starts = block_starts(info, stride_us, block_us)
+    if not starts:
+        start = (info.start_us // block_us) * block_us
+        return [BlockTask(ref, info, start, _block(info, start, ClipAssembler(info, stride_us).finish()))]
+    return [BlockTask(ref, info, start) for start in starts]
+
+
+def plan_blocks(log_uris: list[str], topic_map: TopicMap | None = None, stride_us: int = DEFAULT_STRIDE_US,
+                block_us: int = DEFAULT_BLOCK_US) -> list[BlockTask]:
+    """Every BlockTask of the logs under `log_uris` (searched recursively), planned here (the
+    driver), for `ReadClips(tasks)`. FileNotFoundError when a URI does not exist."""
+    return [task for uri in log_uris for ref in find_logs(uri)
+            for task in plan_log(ref, topic_map, stride_us, block_us)]
+
+
+def planned_windows(tasks: list[BlockTask], stride_us: int = DEFAULT_STRIDE_US) -> int:
+    """Clip windows of the planned logs (log-level quarantine rows are not windows)."""
+    infos = {t.ref.uri: t.info for t in tasks if t.done is None}
+    return sum(len(t0_grid(info, stride_us)) for info in infos.values())
 
 
 class PlanBlocks(beam.DoFn):
-    """LogRef -> BlockTask per block holding a t0; a log that cannot be windowed -> a ClipBlock
-    with its log-level quarantine row on the "done" output."""
+    """LogRef -> its BlockTasks (`plan_log`)."""
 
     def __init__(self, topic_map: TopicMap | None, stride_us: int, block_us: int):
         self._topic_map = topic_map
@@ -86,26 +136,12 @@ class PlanBlocks(beam.DoFn):
         self._block_us = block_us
 
     def process(self, ref: LogRef):
-        try:
-            info = _partitionable(open_log(ref, self._topic_map).info())
-        except LogReadError as e:
-            info = LogInfo(ref.uri, ref.log_id, safe_name(ref.vehicle_id, "vehicle"), FALLBACK_DATE, 0, 0)
-            block = ClipBlock(info, 0, quarantine=[quarantine_row(info, None, e.reason, e.detail)])
-            _count(block)
-            yield beam.pvalue.TaggedOutput("done", block)
-            return
-        starts = block_starts(info, self._stride_us, self._block_us)
-        if not starts:
-            block = _block(info, (info.start_us // self._block_us) * self._block_us,
-                           ClipAssembler(info, self._stride_us).finish())
-            _count(block)
-            yield beam.pvalue.TaggedOutput("done", block)
-        for start in starts:
-            yield BlockTask(ref, info, start)
+        yield from plan_log(ref, self._topic_map, self._stride_us, self._block_us)
 
 
 class AssembleBlock(beam.DoFn):
-    """BlockTask -> ClipBlock: read the block's time range and run the assembler on it."""
+    """BlockTask -> ClipBlock: read the block's time range and run the assembler on it (a task
+    with its rows `done` already is passed on)."""
 
     def __init__(self, topic_map: TopicMap | None, stride_us: int, block_us: int, tolerance_us: int):
         self._topic_map = topic_map
@@ -114,7 +150,12 @@ class AssembleBlock(beam.DoFn):
         self._tolerance_us = tolerance_us
 
     def process(self, task: BlockTask):
-        yield assemble_block(task, self._topic_map, self._stride_us, self._block_us, self._tolerance_us)
+        if task.done is not None:
+            block = task.done
+        else:
+            block = assemble_block(task, self._topic_map, self._stride_us, self._block_us, self._tolerance_us)
+        _count(block)
+        yield block
 
 
 def assemble_block(task: BlockTask, topic_map: TopicMap | None = None, stride_us: int = DEFAULT_STRIDE_US,
@@ -129,46 +170,46 @@ def assemble_block(task: BlockTask, topic_map: TopicMap | None = None, stride_us
         outputs += assembler.finish()
     except LogReadError as e:
         outputs += assembler.abort(e.reason, e.detail)
-    block = _block(task.info, start, outputs)
-    _count(block)
-    return block
+    return _block(task.info, start, outputs)
 
 
 class ReadClips(beam.PTransform):
-    """Log URIs (searched recursively; a list or a PCollection of str) -> ClipBlock per block.
+    """Logs -> ClipBlock per block. `sources`: log URIs (searched recursively; a list or a
+    PCollection of str), or the BlockTasks of `plan_blocks` (planned by the driver already).
 
     Apply to the pipeline: `p | ReadClips(["/data/fleet"])`.
     """
 
-    def __init__(self, log_uris, stride_us: int = DEFAULT_STRIDE_US, block_us: int = DEFAULT_BLOCK_US,
+    def __init__(self, sources, stride_us: int = DEFAULT_STRIDE_US, block_us: int = DEFAULT_BLOCK_US,
                  topic_map: TopicMap | None = None, tolerance_us: int = CAMERA_TOLERANCE_US):
         super().__init__()
         if block_us % stride_us:
             raise ValueError(f"block_us ({block_us}) must be a multiple of stride_us ({stride_us})")
-        self._log_uris = log_uris
+        self._sources = sources if isinstance(sources, beam.PCollection) else list(sources)
         self._stride_us = stride_us
         self._block_us = block_us
         self._topic_map = topic_map
         self._tolerance_us = tolerance_us
 
     def expand(self, pbegin):
-        uris = self._log_uris
-        if not isinstance(uris, beam.PCollection):
-            uris = pbegin | "LogUris" >> beam.Create(list(uris))
-        planned = (
-            uris
-            | "FindLogs" >> beam.FlatMap(find_logs)
-            | "SpreadLogs" >> beam.Reshuffle()
-            | "PlanBlocks" >> beam.ParDo(PlanBlocks(self._topic_map, self._stride_us, self._block_us))
-            .with_outputs("done", main="tasks")
-        )
-        blocks = (
-            planned.tasks
+        sources = self._sources
+        if isinstance(sources, list) and sources and all(isinstance(s, BlockTask) for s in sources):
+            tasks = pbegin | "Plans" >> beam.Create(sources)
+        else:
+            if not isinstance(sources, beam.PCollection):
+                sources = pbegin | "LogUris" >> beam.Create(sources)
+            tasks = (
+                sources
+                | "FindLogs" >> beam.FlatMap(find_logs)
+                | "SpreadLogs" >> beam.Reshuffle()
+                | "PlanBlocks" >> beam.ParDo(PlanBlocks(self._topic_map, self._stride_us, self._block_us))
+            )
+        return (
+            tasks
             | "SpreadBlocks" >> beam.Reshuffle()
             | "AssembleBlocks" >> beam.ParDo(
                 AssembleBlock(self._topic_map, self._stride_us, self._block_us, self._tolerance_us))
         )
-        return (blocks, planned.done) | "AllBlocks" >> beam.Flatten()
 
 
 def timestamped(log_id: str, message: CameraFrame | EgoPose) -> beam.window.TimestampedValue:
@@ -263,7 +304,8 @@ class StreamClips(beam.PTransform):
     """Timestamped (log_id, CameraFrame | EgoPose) -> Output(table, row) per window.
 
     `infos` maps each log id to its LogInfo (uri, vehicle, date, first ego pose time; `end_us`
-    is not used: the grid ends at the last ego pose that arrives). Rows carry the event time of
+    is not used: the grid ends at the last ego pose that arrives). As in batch, a vehicle id that
+    is not a safe partition folder name is rewritten (`safe_name`). Rows carry the event time of
     the timer that emitted them; a log's last rows come IDLE_US after its last message, so a
     bounded input should advance the watermark past that before it ends (rows emitted once the
     watermark is at infinity are late for downstream windowed aggregations).
@@ -272,7 +314,8 @@ class StreamClips(beam.PTransform):
     def __init__(self, infos: dict[str, LogInfo], stride_us: int = DEFAULT_STRIDE_US,
                  tolerance_us: int = CAMERA_TOLERANCE_US):
         super().__init__()
-        self._fn = AssembleStream(infos, stride_us, tolerance_us)
+        safe = {log_id: _safe_vehicle(info) for log_id, info in infos.items()}
+        self._fn = AssembleStream(safe, stride_us, tolerance_us)
 
     def expand(self, messages):
         return (

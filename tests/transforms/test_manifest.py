@@ -3,24 +3,38 @@
 import uuid
 
 from schemas.manifest import validate_manifest
-from tests.transforms.dataset_rows import DATE, clip_row, label_row, quarantine_row
-from transforms.manifest import build_manifest, counts_from_dataset, package_versions, read_manifest, run_id
+from tests.datasets import TEACHER as LABELLED_BY
+from tests.datasets import clip_row, label_row, quarantine_row, sample
+from transforms.manifest import (
+    build_manifest,
+    counts_from_dataset,
+    dataset_summary,
+    package_versions,
+    read_manifest,
+    run_id,
+)
 from transforms.parquet import mark_complete, write_partition_file
 
 TEACHER = {"name": "tiny", "version": "1", "weights_sha256": "ab" * 32}
 
 
+DATE = "2026-01-01"
+SAMPLES = [sample("Keep speed since the road ahead is clear.", 5.0, 0.0, "keep_speed")]
+
+
 def write_dataset(out):
     """log-a: 3 windows (2 labelled, 1 rejected by validate); log-b: 1 window with a pose gap and
     1 labelled; log-c: unreadable."""
-    write_partition_file(out, "clips", [clip_row("log-a", t) for t in (0, 500_000, 1_000_000)], DATE, "veh-1", "log-a-0")
-    write_partition_file(out, "labels", [label_row("log-a", t) for t in (0, 500_000)], DATE, "veh-1", "log-a-0")
-    write_partition_file(out, "quarantine", [quarantine_row("log-a", 1_000_000, "validate", "nonfinite")],
+    write_partition_file(out, "clips", [clip_row("log-a", t, vehicle_id="veh-1") for t in (0, 500_000, 1_000_000)],
+                         DATE, "veh-1", "log-a-0")
+    write_partition_file(out, "labels", [label_row("log-a", t, SAMPLES, vehicle_id="veh-1") for t in (0, 500_000)],
+                         DATE, "veh-1", "log-a-0")
+    write_partition_file(out, "quarantine", [quarantine_row("log-a", 1_000_000, "nonfinite", "validate", vehicle_id="veh-1")],
                          DATE, "veh-1", "log-a-0")
     write_partition_file(out, "clips", [clip_row("log-b", 0, vehicle_id="veh-2")], DATE, "veh-2", "log-b-0")
-    write_partition_file(out, "labels", [label_row("log-b", 0, vehicle_id="veh-2")], DATE, "veh-2", "log-b-0")
-    write_partition_file(out, "quarantine", [quarantine_row("log-b", 500_000, "clips", "pose_gap", vehicle_id="veh-2"),
-                                             quarantine_row("log-c", None, "read", "log_unreadable", vehicle_id="veh-2")],
+    write_partition_file(out, "labels", [label_row("log-b", 0, SAMPLES, vehicle_id="veh-2")], DATE, "veh-2", "log-b-0")
+    write_partition_file(out, "quarantine", [quarantine_row("log-b", 500_000, "pose_gap", "clips", vehicle_id="veh-2"),
+                                             quarantine_row("log-c", None, "log_unreadable", "read", vehicle_id="veh-2")],
                          DATE, "veh-2", "log-b-0")
 
 
@@ -36,6 +50,18 @@ def test_counts_from_dataset(tmp_path):
     assert counts_from_dataset(str(tmp_path)) == expected
     write_dataset(str(tmp_path))  # a rerun writes the same files
     assert counts_from_dataset(str(tmp_path)) == expected
+
+
+def test_dataset_summary_lists_the_distinct_teachers(tmp_path):
+    out = str(tmp_path)
+    write_dataset(out)
+    counts, teachers = dataset_summary(out)
+    assert counts == counts_from_dataset(out)
+    assert teachers == [LABELLED_BY]
+    other = dict(label_row("log-d", 0, SAMPLES, vehicle_id="veh-2"), teacher=TEACHER)
+    write_partition_file(out, "labels", [other], DATE, "veh-2", "log-d-0")
+    assert dataset_summary(out)[1] == [TEACHER, LABELLED_BY]  # sorted by name, version, sha256
+    assert dataset_summary(f"memory://coclabel-{uuid.uuid4().hex}/none")[1] == []
 
 
 def test_counts_of_an_empty_dataset_on_memory_fs():

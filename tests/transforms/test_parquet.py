@@ -16,7 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 import transforms.parquet as parquet
 from schemas.tables import LABELS, TABLES, SchemaError, validate_table
 from schemas.views import table_view_sql
-from tests.transforms.dataset_rows import DATE, VEHICLE, clip_row, label_row, quarantine_row
+from tests.datasets import clip_row, label_row, quarantine_row, sample
 from transforms.parquet import (
     WriteBlocks,
     WriteGroupedRows,
@@ -28,11 +28,15 @@ from transforms.parquet import (
     write_partition_file,
 )
 
+DATE, VEHICLE = "2026-01-01", "veh-000"
 LABEL_FILE = f"labels/date={DATE}/vehicle_id={VEHICLE}/log-a-0.parquet"
+# Two samples, the second with null fields (no ADE, no lateral meta-action).
+SAMPLES = [sample("Keep speed since the road ahead is clear.", 5.0, 0.0, "keep_speed"),
+           sample("Stop for the red light ahead.", 5.0, -1.5, "stop", lateral=None, ade=None)]
 
 
 def labels(n=5, log_id="log-a", vehicle_id=VEHICLE):
-    return [label_row(log_id, 1_000_000 + 500_000 * i, vehicle_id=vehicle_id) for i in range(n)]
+    return [label_row(log_id, 1_000_000 + 500_000 * i, SAMPLES, vehicle_id=vehicle_id) for i in range(n)]
 
 
 def files_under(root):
@@ -58,9 +62,9 @@ def test_labels_round_trip_exactly(tmp_path):
 
 
 def test_clips_and_quarantine_round_trip(tmp_path):
-    clips = [clip_row("log-a", t) for t in (2_000_000, 1_500_000)]
-    quarantine = [quarantine_row("log-a", None, "read", "log_empty"),
-                  quarantine_row("log-a", 2_500_000, "clips", "pose_gap")]
+    clips = [clip_row("log-a", t, future_steps=60) for t in (2_000_000, 1_500_000)]
+    quarantine = [quarantine_row("log-a", None, "log_empty", "read"),
+                  quarantine_row("log-a", 2_500_000, "pose_gap", "clips")]
     write_partition_file(str(tmp_path), "clips", clips, DATE, VEHICLE, "log-a-0")
     write_partition_file(str(tmp_path), "quarantine", quarantine, DATE, VEHICLE, "log-a-0")
     assert read_table(str(tmp_path), "clips").to_pylist() == clips[::-1]  # sorted by t0
@@ -155,7 +159,7 @@ def test_memory_filesystem():
     ],
 )
 def test_unsafe_partition_values_are_refused(tmp_path, date, vehicle_id, stem):
-    row = label_row("log-a", 0, vehicle_id=vehicle_id, date=date)
+    row = label_row("log-a", 0, SAMPLES, vehicle_id=vehicle_id, date=date)
     with pytest.raises(ValueError):
         write_partition_file(str(tmp_path), "labels", [row], date, vehicle_id, stem)
     assert files_under(tmp_path) == []
@@ -183,7 +187,8 @@ def test_block_stem():
 
 def test_row_groups_follow_the_byte_target(tmp_path, monkeypatch):
     monkeypatch.setattr(parquet, "ROW_GROUP_BYTES", 400_000)
-    clips = [clip_row("log-a", 1_000_000 * i, image_bytes=10_000) for i in range(10)]  # ~160 kB a row
+    images = [bytes([i]) * 10_000 for i in range(16)]
+    clips = [clip_row("log-a", 1_000_000 * i, images=images) for i in range(10)]  # ~160 kB a row
     write_partition_file(str(tmp_path), "clips", clips, DATE, VEHICLE, "log-a-0")
     meta = pq.ParquetFile(next(tmp_path.rglob("*.parquet"))).metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [2] * 5
@@ -212,15 +217,16 @@ def test_beam_writers(tmp_path):
     out = str(tmp_path)
     block_a = ("log-a-0", [clip_row("log-a", t) for t in (0, 500_000)])
     block_b = ("log-b-0", [clip_row("log-b", 0, vehicle_id="veh-2")])
-    small = [("log-a-0", label_row("log-a", t)) for t in (0, 500_000)] + [("log-b-0", label_row("log-b", 0, vehicle_id="veh-2"))]
+    small = [("log-a-0", label_row("log-a", t, SAMPLES)) for t in (0, 500_000)] + [
+        ("log-b-0", label_row("log-b", 0, SAMPLES, vehicle_id="veh-2"))]
     with test_pipeline.TestPipeline(runner="BundleBasedDirectRunner") as p:
         written_clips = p | "Blocks" >> beam.Create([block_a, block_b, ("log-c-0", [])]) | beam.ParDo(WriteBlocks(out, "clips"))
         written_labels = p | "Rows" >> beam.Create(small) | WriteGroupedRows(out, "labels")
         assert_that(written_clips, equal_to([
-            ("clips", f"{out}/clips/date={DATE}/vehicle_id=veh-1/log-a-0.parquet", 2),
+            ("clips", f"{out}/clips/date={DATE}/vehicle_id={VEHICLE}/log-a-0.parquet", 2),
             ("clips", f"{out}/clips/date={DATE}/vehicle_id=veh-2/log-b-0.parquet", 1)]), label="clips")
         assert_that(written_labels, equal_to([
-            ("labels", f"{out}/labels/date={DATE}/vehicle_id=veh-1/log-a-0.parquet", 2),
+            ("labels", f"{out}/labels/date={DATE}/vehicle_id={VEHICLE}/log-a-0.parquet", 2),
             ("labels", f"{out}/labels/date={DATE}/vehicle_id=veh-2/log-b-0.parquet", 1)]), label="labels")
     assert read_table(out, "labels").num_rows == 3
     assert sorted(read_table(out, "clips", ["log_id"]).column("log_id").to_pylist()) == ["log-a", "log-a", "log-b"]

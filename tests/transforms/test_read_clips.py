@@ -20,7 +20,17 @@ from sim.writers.mcap import write_mcap
 from tests.fakes import analytic_drive, solid_render
 from tests.transforms.clip_messages import drive_info, drive_messages, with_pose
 from transforms.clips import ClipAssembler, t0_grid
-from transforms.read_clips import IDLE_US, BlockTask, ReadClips, StreamClips, assemble_block, timestamped
+from transforms.parquet import safe_name
+from transforms.read_clips import (
+    IDLE_US,
+    BlockTask,
+    ReadClips,
+    StreamClips,
+    assemble_block,
+    plan_blocks,
+    planned_windows,
+    timestamped,
+)
 from transforms.sources.base import CameraFrame, EgoPose, LogReadError
 from transforms.sources.discover import LogRef, find_logs, open_log
 from transforms.sources.topic_map import TopicMap
@@ -168,6 +178,57 @@ def test_streaming_gives_the_same_rows_as_batch():
     options.view_as(StandardOptions).streaming = True
     with beam.Pipeline(options=options) as p:
         assert_that(p | stream | StreamClips({info.log_id: info}), check)
+
+
+def test_streaming_rewrites_an_unsafe_vehicle_id_as_batch_does():
+    drive = analytic_drive("circle", 9.0, start_us=0)
+    info = replace(drive_info(drive), vehicle_id="../veh 7")
+    messages = drive_messages(drive)
+    safe = safe_name("../veh 7", "vehicle")
+    assert safe.startswith("veh_7-") and "/" not in safe
+    stream = test_stream.TestStream().advance_watermark_to(0)
+    stream = stream.add_elements([timestamped(info.log_id, m) for m in messages])
+    stream = stream.advance_watermark_to(9 + IDLE_US / S + 1).advance_watermark_to_infinity()
+
+    def check(outputs):
+        assert Counter(table for table, _ in outputs) == {"clips": 15}  # t0 = 2.0 ... 9.0 s
+        assert {row["vehicle_id"] for _, row in outputs} == {safe}
+
+    options = PipelineOptions(["--runner=DirectRunner"])
+    options.view_as(StandardOptions).streaming = True
+    with beam.Pipeline(options=options) as p:
+        assert_that(p | stream | StreamClips({info.log_id: info}), check)
+
+
+def test_read_clips_from_planned_tasks_gives_the_blocks_of_the_uris(fleet):
+    tasks = plan_blocks([str(fleet)], STAMPS, block_us=5 * S)
+    assert [(t.ref.log_id, t.block_start_us, t.done is None) for t in tasks] == [
+        ("drive-a", 0, True), ("drive-a", 5 * S, True), ("drive-a", 10 * S, True), ("drive-a", 15 * S, True),
+        ("drive-a", 20 * S, True), ("broken", 0, False)]
+    assert planned_windows(tasks) == 37  # t0 = 2.0 ... 20.0 s; the broken log has none
+
+    def summary(blocks):
+        return sorted((b.info.log_id, b.block_start_us, b.windows, len(b.clips),
+                       tuple(r["reason"] for r in b.quarantine)) for b in blocks)
+
+    expected = [("broken", 0, 0, 0, ("log_unreadable",)), ("drive-a", 0, 6, 6, ()), ("drive-a", 5 * S, 10, 10, ()),
+                ("drive-a", 10 * S, 10, 10, ()), ("drive-a", 15 * S, 10, 10, ()), ("drive-a", 20 * S, 1, 1, ())]
+    for sources in ([str(fleet)], tasks):
+        run_batch(sources, lambda blocks: summary(blocks) == expected or pytest.fail(str(summary(blocks))),
+                  block_us=5 * S, topic_map=STAMPS)
+
+
+def test_blocks_come_out_of_one_pardo_without_a_flatten(fleet):
+    """The local runner materialises a Flatten's inputs: every block (images included) would be
+    held in memory before its consumers run."""
+    from apache_beam.portability import common_urns
+
+    for sources in ([str(fleet)], plan_blocks([str(fleet)], STAMPS)):
+        p = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"]))
+        _ = p | "ReadClips" >> ReadClips(sources, topic_map=STAMPS)
+        transforms = p.to_runner_api().components.transforms.values()
+        assert [t.unique_name for t in transforms if t.spec.urn == common_urns.primitives.FLATTEN.urn] == []
+        assert any(t.unique_name == "ReadClips/AssembleBlocks" for t in transforms)
 
 
 def test_mcap_and_pai_of_one_drive_give_the_same_clips(tmp_path):
