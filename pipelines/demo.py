@@ -1,7 +1,9 @@
 """The main job on the embedded defaults, on a laptop: write a synthetic fleet in both log
 formats (MCAP/ROS 2 and PhysicalAI-AV), label it with the bundled tiny teacher, write the
-quality report, run the example queries, then distil a nano student from the labels (time-boxed)
-and benchmark it against the teacher. Prints where everything is.
+quality report, run the example queries, then distil a nano student from the labels (a quick,
+time-boxed CPU run) and benchmark it, beside the committed nano (models/weights/students/nano,
+distilled on a GPU from simulated drives, models/weights/students/nano/CARD.md) where present,
+against the teacher. Prints where everything is.
 
 examples:
   coclabel demo                       # into out/demo
@@ -17,8 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vehicles", type=int, default=2, help="vehicles per log format (default 2)")
     parser.add_argument("--minutes", type=float, default=2.0, help="minutes driven per vehicle (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
-    parser.add_argument("--distill-minutes", type=float, default=1.5,
-                        help="wall-clock budget of the student's training (default 1.5)")
+    parser.add_argument("--distill-minutes", type=float, default=1.0,
+                        help="wall-clock budget of the quick student's training on this machine (default 1)")
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -26,9 +28,13 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
     from pipelines.cli import main
 
+    from pathlib import Path
+
     console = Console()
     out = args.out.rstrip("/")
     logs, dataset, student = f"{out}/logs", f"{out}/dataset", f"{out}/student-nano"
+    committed = Path(__file__).resolve().parents[1] / "models" / "weights" / "students" / "nano"
+    students = f"{committed},{student}" if (committed / "student.safetensors").exists() else student
     fleet = ["--vehicles", str(args.vehicles), "--minutes", str(args.minutes)]
     steps = [
         ("synth MCAP fleet", ["synth", "--out", f"{logs}/mcap", "--format", "mcap", "--seed", str(args.seed), *fleet]),
@@ -38,10 +44,10 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
         ("quality report", ["report", dataset]),
         ("example queries", ["query", dataset, "--examples", "--limit", "5"]),
         ("distil a nano student", ["distill", "--labels", dataset, "--student", "nano", "--out", student,
-                                   "--minutes", str(args.distill_minutes), "--resume", "--reuse-shards"]),
-        ("benchmark student vs teacher", ["bench", "--student", student, "--labels", dataset,
-                                          "--backends", "torch,onnx", "--max-clips", "60", "--iters", "10",
-                                          "--episodes", "4", "--replan-s", "1.0"]),
+                                   "--minutes", str(args.distill_minutes), "--reuse-shards"]),
+        ("benchmark students vs teacher", ["bench", "--student", students, "--labels", dataset, "--out", f"{student}/bench",
+                                           "--backends", "torch,onnx", "--max-clips", "60", "--iters", "10",
+                                           "--episodes", "4", "--replan-s", "1.0"]),
     ]
     timings = []
     for title, argv in steps:

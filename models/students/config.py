@@ -37,6 +37,7 @@ class StudentConfig:
     image_height: int  # decoded from the 320x576 clip JPEGs (1/8 scale: 40x72; 1/4: 80x144)
     image_width: int
     image_grid: tuple[int, int]  # tokens per image (rows, columns)
+    cnn_channels: tuple[int, int] = (32, 64)  # the vision CNN's first two widths (the teacher's by default)
     head: str = "flow"
     flow_steps: int = 2
     num_modes: int = 6  # regression head: trajectories per clip
@@ -60,11 +61,14 @@ class StudentConfig:
     def from_dict(cls, d: dict) -> "StudentConfig":
         d = dict(d)
         d["image_grid"] = tuple(d["image_grid"])
+        d["cnn_channels"] = tuple(d.get("cnn_channels", cls.cnn_channels))
         return cls(**d)
 
 
-NANO = StudentConfig("nano", d_model=64, n_heads=2, n_decoder_layers=1, n_expert_layers=2,
-                     image_height=40, image_width=72, image_grid=(1, 2))
+# nano: the teacher's 80x144 images through a thinner CNN, max-pooled to 2 tokens per image; one
+# decoder layer (the reasoning's per-word cost on a CPU) and a 2-step flow head
+NANO = StudentConfig("nano", d_model=96, n_heads=4, n_decoder_layers=1, n_expert_layers=2,
+                     image_height=80, image_width=144, image_grid=(1, 2), cnn_channels=(16, 32))
 SMALL = StudentConfig("small", d_model=512, n_heads=8, n_decoder_layers=6, n_expert_layers=4,
                       image_height=80, image_width=144, image_grid=(2, 4))
 PRODUCTION = StudentConfig("production", d_model=896, n_heads=14, n_decoder_layers=0, n_expert_layers=6,

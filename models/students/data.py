@@ -21,6 +21,11 @@ ARRAY_FIELDS = ("images", "history_xyz", "history_rot", "future_xyz", "future_ro
 TEXT_FIELDS = ("clip_id", "split", "teacher_text", "teacher_longitudinal", "teacher_lateral")
 
 
+def shard_of(clip_id: str, n: int) -> int:
+    """The shard (0..n-1) of a clip, from a hash of its id."""
+    return seed_of(clip_id, salt=11) % n
+
+
 def split_of(log_id: str, t0_us: int, heldout_percent: int) -> str:
     """"heldout" for about `heldout_percent` % of the 20 s blocks of each log, else "train"."""
     block = int(t0_us) // SPLIT_BLOCK_US
@@ -69,6 +74,27 @@ def write_shard(path: str | Path, examples: list[dict]) -> Path:
     return path
 
 
+def write_shards(examples: list[dict], out_dir: str | Path, n_shards: int) -> list[Path]:
+    """Examples -> `out_dir`/shard-NNNNN.npz by `shard_of` (what the Beam join writes), after
+    removing the shards of an earlier run."""
+    out_dir = Path(out_dir)
+    for old in out_dir.glob("shard-*.npz"):
+        old.unlink()
+    groups: dict[int, list[dict]] = {}
+    for e in examples:
+        groups.setdefault(shard_of(str(e["clip_id"]), n_shards), []).append(e)
+    return [write_shard(out_dir / f"shard-{k:05d}.npz", groups[k]) for k in sorted(groups)]
+
+
+def shard_summary(shard_dir: str | Path) -> list[dict]:
+    """Per shard file: its name, clips and held-out clips."""
+    out = []
+    for path in sorted(Path(shard_dir).glob("shard-*.npz")):
+        with np.load(path, allow_pickle=False) as data:
+            out.append({"file": path.name, "clips": len(data["clip_id"]), "heldout": int((data["split"] == "heldout").sum())})
+    return out
+
+
 def load_shards(shard_dir: str | Path) -> dict[str, np.ndarray]:
     """Every shard of a folder concatenated, rows ordered by clip_id."""
     paths = sorted(Path(shard_dir).glob("shard-*.npz"))
@@ -90,3 +116,8 @@ def select(columns: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
 
 def write_join_report(shard_dir: str | Path, report: dict) -> None:
     Path(shard_dir, "_join.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+
+
+def read_join_report(shard_dir: str | Path) -> dict | None:
+    path = Path(shard_dir, "_join.json")
+    return json.loads(path.read_text()) if path.exists() else None

@@ -58,6 +58,10 @@ class Student(TinyVLA):
                              f"model at {cfg.backbone_path} (see models/students/config.py); only nano and small are built here")
         super().__init__(vla_config(cfg, vocab_size))
         self.student_cfg = cfg
+        if cfg.cnn_channels != (32, 64):  # the teacher's CNN layout at other widths
+            c1, c2 = cfg.cnn_channels
+            self.vision.cnn = nn.Sequential(nn.Conv2d(3, c1, 4, 4), nn.GELU(), nn.Conv2d(c1, c2, 3, 2, 1), nn.GELU(),
+                                            nn.Conv2d(c2, cfg.d_model, 3, 2, 1), nn.GELU(), nn.Conv2d(cfg.d_model, cfg.d_model, 1))
         if cfg.head == "regression":
             # learnt action queries, one per mode, spread like noise at t=0 so modes start apart
             self.modes = nn.Parameter(torch.randn(cfg.num_modes, NUM_FUTURE, 2, generator=torch.Generator().manual_seed(0)))
@@ -67,12 +71,17 @@ class Student(TinyVLA):
         """(B, 16, 3, H, W), (B, 16, 3), (B, 16, 9) -> (B, S, d) decoder states of the scene tokens."""
         return self.decode(self.scene(images, history_xyz, history_rot))[0]
 
+    def context_kv(self, hidden: torch.Tensor, K: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The action expert's cross-attention keys/values of the scene states (B, S, d), computed
+        once per clip and repeated for its K samples."""
+        return [(k.repeat_interleave(K, 0), v.repeat_interleave(K, 0)) for k, v in self.expert.context_kv(hidden)]
+
     def actions(self, hidden: torch.Tensor, v0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Scene states (B, S, d), speed (B,) and noise (B, K, 64, 2) (ignored by the regression
         head, whose K is its number of modes) -> normalised actions (B, K, 64, 2)."""
         B = hidden.shape[0]
         K = self.student_cfg.num_modes if self.student_cfg.head == "regression" else noise.shape[1]
-        context_kv = self.expert.context_kv(hidden.repeat_interleave(K, 0))
+        context_kv = self.context_kv(hidden, K)
         v = v0.repeat_interleave(K, 0)
         if self.student_cfg.head == "regression":
             x = self.modes.repeat(B, 1, 1)
@@ -131,7 +140,7 @@ class Student(TinyVLA):
         out["set"] = set_loss(pred, teacher)
         if self.student_cfg.head == "flow":
             B, K = teacher.shape[:2]
-            context_kv = self.expert.context_kv(scene_hidden.repeat_interleave(K, 0))
+            context_kv = self.context_kv(scene_hidden, K)
             v = v0.repeat_interleave(K, 0)
             out["flow"] = flow.flow_loss(lambda x, t: self.expert(x, t, v, context_kv, None), teacher.flatten(0, 1), flow_generator)
         else:

@@ -1,8 +1,10 @@
 """A trained student behind the teacher's interface (models/teacher.py):
 `predict(clips, num_samples, seeds) -> per clip, K samples {"reasoning", "traj_xyz" (64, 3), "traj_yaw" (64,)}`.
 
-The K trajectories come from K noise draws of `seeds[i]` (flow head) or the first K modes
-(regression head); the reasoning is one greedy text per clip, shared by its K samples. Batches
+The K trajectories come from K noise draws of `seeds[i]` (flow head), scaled by the sampling
+noise scale (student.json's "sampling": {"noise_scale": s}, default 1; below 1 the samples keep
+closer to the student's most likely behaviour), or the first K modes (regression head); the
+reasoning is one greedy text per clip, shared by its K samples. Batches
 are padded to `batch_size` clips, as the teacher's are, so a clip's outputs do not depend on the
 clips that share its batch.
 
@@ -65,14 +67,26 @@ def clip_noise(seeds: list[int], num_samples: int) -> torch.Tensor:
     return torch.stack([torch.randn(num_samples, NUM_FUTURE, 2, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
 
 
+def sampling_of(student_dir: str | Path) -> dict:
+    """The sampling settings of a student folder (student.json's "sampling"), with defaults."""
+    path = Path(student_dir) / CONFIG_FILE
+    stored = json.loads(path.read_text()).get("sampling", {}) if path.exists() else {}
+    return {"noise_scale": 1.0, **stored}
+
+
 class StudentPolicy:
-    def __init__(self, student_dir: str | Path, device: str = "cpu", batch_size: int = 16):
+    def __init__(self, student_dir: str | Path, device: str = "cpu", batch_size: int = 16, noise_scale: float | None = None):
         self.device = device
         self.model, self.tokenizer = load_student_model(student_dir, device)
+        self.noise_scale = sampling_of(student_dir)["noise_scale"] if noise_scale is None else noise_scale
         self.name = f"student-{self.model.student_cfg.name}"
         self.version = VERSION
         self.weights_sha256 = file_sha256(Path(student_dir) / WEIGHTS_FILE)
         self.batch_size = batch_size
+
+    def noise(self, seeds: list[int], num_samples: int) -> torch.Tensor:
+        """(B, K, 64, 2) the flow head's starting noise of each clip (`clip_noise` x noise scale)."""
+        return clip_noise(seeds, num_samples) * self.noise_scale
 
     def inputs(self, clips: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Decoded images (B, 16, H, W, 3) uint8, history xyz (B, 16, 3) and rot (B, 16, 9)."""
@@ -103,7 +117,7 @@ class StudentPolicy:
         v0 = speed_from_history(xyz)
         ids, hidden = self.model.reason(images_tensor(images).to(self.device), torch.from_numpy(xyz).float().to(self.device),
                                         torch.from_numpy(rot).float().to(self.device), self.tokenizer.bos_id, self.tokenizer.eos_id)
-        actions = self.model.actions(hidden, torch.from_numpy(v0).float().to(self.device), clip_noise(seeds, num_samples).to(self.device))
+        actions = self.model.actions(hidden, torch.from_numpy(v0).float().to(self.device), self.noise(seeds, num_samples).to(self.device))
         ids, actions = ids[:n].cpu().numpy(), actions[:n, :num_samples].cpu().double().numpy()
         out = []
         for i in range(n):

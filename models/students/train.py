@@ -6,10 +6,14 @@ teacher's samples (flow head only); `ce`, teacher-forced cross-entropy on one of
 reasoning texts per clip (sequence-level distillation); `gt`, min-over-K distance to the
 ground-truth future where there is one (weight 0 by default).
 
+Schedule: linear warm-up over 100 steps, then cosine decay to zero over `steps`, or over the
+wall-clock budget `minutes` where that ends first (so a time-boxed run still ends annealed).
+
 Determinism and resume: the batch order of epoch e comes from a generator seeded (seed, e) and
 each step's noise from one seeded (seed, step), so a run resumed from its last checkpoint
 (`train_state.safetensors`: weights, AdamW moments, step) continues exactly as an uninterrupted
-run would. Mixed precision (bfloat16 autocast) is used on CUDA.
+run would (without a time budget, which makes the schedule depend on the clock). On CUDA the
+training tensors are moved to the GPU once and bfloat16 autocast is used.
 """
 
 import math
@@ -44,7 +48,7 @@ class TrainConfig:
     flow_weight: float = 0.5
     gt_weight: float = 0.0
     checkpoint_every: int = 200
-    minutes: float | None = None  # wall-clock budget; stops early (after a checkpoint) when spent
+    minutes: float | None = None  # wall-clock budget; the schedule ends with it (after a checkpoint)
     device: str = "cpu"
 
 
@@ -103,22 +107,25 @@ def distill(columns: dict[str, np.ndarray], student_cfg: StudentConfig, out_dir:
     """Train a student on the "train" rows of `columns` (models/students/data.py); writes the
     student folder (policy.py) into `out_dir` and returns the training summary.
     `progress(step, total, losses)` is called after every step."""
+    if len(columns["clip_id"]) == 0:
+        raise ValueError("no training clips (every clip is held out or none was labelled)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     texts = sorted({str(t) for t in columns["teacher_text"].ravel()})
     tokenizer = Tokenizer.fit(texts)
     data = training_tensors(columns, tokenizer, student_cfg.max_text_len)
+    text_len = (data["text"] != 0).sum(-1)  # (N, K), on the CPU: batches are cut without waiting for the GPU
+    cuda = cfg.device.startswith("cuda")
+    if cuda:
+        data = {k: v.to(cfg.device) for k, v in data.items()}
     n, K = data["teacher"].shape[:2]
-    if n == 0:
-        raise ValueError("no training clips")
     torch.manual_seed(cfg.seed)
     model = Student(student_cfg, len(tokenizer))
-    model.action_scale.copy_(data["teacher"].flatten(0, 2).std(0).clamp(min=1e-3))
+    model.action_scale.copy_(data["teacher"].flatten(0, 2).std(0).clamp(min=1e-3).cpu())
     model.to(cfg.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, fused=cuda)
     state_path = out_dir / STATE_FILE
     step = load_state(state_path, model, opt) if resume and state_path.exists() else 0
-    cuda = cfg.device.startswith("cuda")
     batch = min(cfg.batch_size, n)
     per_epoch = max(1, n // batch)
     started, losses = time.perf_counter(), {}
@@ -127,13 +134,16 @@ def distill(columns: dict[str, np.ndarray], student_cfg: StudentConfig, out_dir:
     while step < cfg.steps:
         epoch, b = divmod(step, per_epoch)
         order = torch.randperm(n, generator=_seeded(cfg.seed, 1, epoch))
-        idx = order[b * batch : (b + 1) * batch]
+        idx_cpu = order[b * batch : (b + 1) * batch]
         g = _seeded(cfg.seed, 2, step)
-        pick = torch.randint(K, (len(idx),), generator=g)
-        noise = torch.randn(len(idx), K, 64, 2, generator=g)
-        text = data["text"][idx, pick]
-        text = text[:, : int((text != 0).sum(1).max())]
-        lr = cfg.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        pick = torch.randint(K, (len(idx_cpu),), generator=g)
+        noise = torch.randn(len(idx_cpu), K, 64, 2, generator=g)
+        idx = idx_cpu.to(cfg.device)
+        text = data["text"][idx, pick.to(cfg.device)][:, : int(text_len[idx_cpu, pick].max())]
+        frac = step / cfg.steps
+        if cfg.minutes is not None:
+            frac = max(frac, (time.perf_counter() - started) / (cfg.minutes * 60))
+        lr = cfg.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
         for group in opt.param_groups:
             group["lr"] = lr
         dev = lambda t: t.to(cfg.device, non_blocking=True)  # noqa: E731
@@ -149,11 +159,13 @@ def distill(columns: dict[str, np.ndarray], student_cfg: StudentConfig, out_dir:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        losses = {k: float(v.detach()) for k, v in out.items()}
+        out_of_time = cfg.minutes is not None and time.perf_counter() - started > cfg.minutes * 60
+        checkpoint = step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time
+        if not cuda or step % 10 == 0 or checkpoint:  # reading a loss waits for the GPU
+            losses = {k: float(v.detach()) for k, v in out.items()}
         if progress:
             progress(step, cfg.steps, losses)
-        out_of_time = cfg.minutes is not None and time.perf_counter() - started > cfg.minutes * 60
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
+        if checkpoint:
             save_state(state_path, model, opt, step)
             history.append({"step": step, **losses, "seconds": round(time.perf_counter() - started, 1)})
         if out_of_time:

@@ -51,3 +51,12 @@ def test_bench_accuracy_values(benched):
     md = (benched / "bench.md").read_text()
     assert len(md.splitlines()) == 2 + 5 and "minADE gt (m)" in md  # header, rule, 5 rows
     assert (benched / "bench.png").stat().st_size > 1000
+
+
+def test_evaluation_split_and_names():
+    from pipelines.bench import display_names, evaluation_split
+
+    assert evaluation_split([{"labels": "/d", "heldout_percent": 20}, {"labels": "/d/", "heldout_percent": 10}], "/d") == 10
+    assert evaluation_split([{"labels": None, "source": {"from_sim": "0-9"}}], "/d") == 100  # no student saw /d
+    assert display_names(["student-nano", "student-nano", "student-small"], ["a/x", "b/y", "c/z"]) == \
+        ["student-nano@x", "student-nano@y", "student-small"]

@@ -18,7 +18,7 @@ def shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("ds")
     clips = write_student_dataset(root, 8)
     out = root / "shards"
-    report = build_shards(str(root), str(out), 40, 72, 0, 3, ["--runner=DirectRunner"])
+    report = build_shards(str(root), str(out), 80, 144, 0, 3, ["--runner=DirectRunner"])
     return clips, out, report
 
 
@@ -29,7 +29,7 @@ def test_join_writes_every_labelled_clip_once_and_lists_the_unmatched(shards):
     assert missing == {clip_id("log-0", 8_000_000): "label", clip_id("log-9", 123): "clip"}
     cols = load_shards(out)
     assert sorted(cols["clip_id"]) == sorted(c["clip_id"] for c in clips)
-    assert cols["images"].shape == (8, 16, 40, 72, 3) and cols["teacher_xyz"].shape == (8, 6, 64, 3)
+    assert cols["images"].shape == (8, 16, 80, 144, 3) and cols["teacher_xyz"].shape == (8, 6, 64, 3)
     assert cols["teacher_text"][0, 0] in {"Keep speed since the road is clear.", "Slow down since the lead vehicle brakes.",
                                          "Stop at the stop line since the light is red."}
     np.testing.assert_allclose(cols["teacher_xyz"][:, 0, 9, 0], 5.0, atol=1e-5)  # 5 m/s at t0+1 s
@@ -40,7 +40,7 @@ def test_join_is_idempotent(shards, tmp_path):
     _, out, _ = shards
     root = out.parent
     again = tmp_path / "again"
-    build_shards(str(root), str(again), 40, 72, 0, 3, ["--runner=DirectRunner"])
+    build_shards(str(root), str(again), 80, 144, 0, 3, ["--runner=DirectRunner"])
     for path in sorted(out.glob("shard-*.npz")):
         a, b = np.load(path), np.load(again / path.name)
         for k in a.files:

@@ -82,3 +82,19 @@ def test_horizon_weights_favour_early_actions():
     w = horizon_weights()
     assert w.shape == (NUM_FUTURE, 1) and w.mean().item() == pytest.approx(1.0)
     assert w[0, 0].item() == pytest.approx(64 / 32.5) and w[-1, 0].item() == pytest.approx(1 / 32.5)
+
+
+def test_noise_scale_from_student_json_scales_the_flow_noise(tmp_path):
+    import json
+
+    folder = random_student(tmp_path)
+    assert StudentPolicy(folder).noise_scale == 1.0
+    info = json.loads((folder / "student.json").read_text())
+    (folder / "student.json").write_text(json.dumps({**info, "sampling": {"noise_scale": 0.5}}))
+    policy = StudentPolicy(folder)
+    from models.students.policy import clip_noise
+
+    assert policy.noise_scale == 0.5
+    torch.testing.assert_close(policy.noise([3, 4], 6), 0.5 * clip_noise([3, 4], 6), rtol=0, atol=0)
+    zero = StudentPolicy(folder, noise_scale=0.0).predict([fake_clip(0)], 3, [7])[0]
+    np.testing.assert_array_equal(zero[0]["traj_xyz"], zero[2]["traj_xyz"])  # no noise: identical samples
