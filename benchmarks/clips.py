@@ -36,7 +36,7 @@ def write_log(path: str, minutes: float) -> None:
     write_mcap(drive, path, _render, camera_hz=CAMERA_HZ)
 
 
-def _status_mib(key: str) -> float:
+def status_mib(key: str) -> float:
     """VmRSS (now) or VmHWM (peak) of this process. Not ru_maxrss: Linux keeps that across
     execve, so a spawned child would report its parent's peak."""
     with open("/proc/self/status") as f:
@@ -52,7 +52,7 @@ def _measure(path: str, queue) -> None:
 
     source = McapLogSource(path)
     info = source.info()
-    baseline = _status_mib("VmRSS")
+    baseline = status_mib("VmRSS")
     assembler = ClipAssembler(info)
     counts = {"clips": 0, "quarantine": 0}
     messages = 0
@@ -64,7 +64,7 @@ def _measure(path: str, queue) -> None:
     for table, _ in assembler.finish():
         counts[table] += 1
     seconds = time.perf_counter() - started
-    peak = _status_mib("VmHWM")
+    peak = status_mib("VmHWM")
     queue.put({"log_s": (info.end_us - info.start_us) / 1e6, "messages": messages, "windows": assembler.windows,
                **counts, "seconds": round(seconds, 2), "clips_per_s": round(counts["clips"] / seconds, 1),
                "messages_per_s": round(messages / seconds), "baseline_rss_mib": round(baseline, 1),

@@ -8,7 +8,7 @@ For each scale (fleet = scale x the base fleet, more vehicles) and repeat it mea
 clips and one right after the other (so both sides run under about the same machine load):
 - pipeline: `coclabel label` (local runner) in a child process: the pipeline stage's wall time
   (from the manifest: runner start-up, teacher load, reading, teacher, checks, writes), clips/s,
-  the command's whole wall time, and the child's own peak RSS (`wait4`, so each scale's peak is
+  the command's whole wall time, and the child's own peak RSS (its VmHWM, so each scale's peak is
   its own, not the largest so far);
 - teacher: the same teacher called in a loop on the same clips in pre-built batches (batch 16,
   after one warm-up batch), clips/s;
@@ -40,19 +40,30 @@ def fleet(vehicles: int, minutes: float, seed: int) -> Path:
     return out
 
 
+# The child reports its own peak (VmHWM of its address space). Not ru_maxrss from wait4: Linux
+# keeps that across execve, so a child forked from this (large) process reports our peak.
+CHILD = """import sys
+from benchmarks.clips import status_mib
+from pipelines.cli import main
+try:
+    code = main(sys.argv[2:])
+finally:
+    open(sys.argv[1], "w").write(str(status_mib("VmHWM")))
+sys.exit(code)
+"""
+
+
 def run_cli(argv: list[str], threads: int | None = None) -> tuple[float, float]:
     """Run `coclabel argv` in a child process (torch with `threads` intra-op threads; default:
-    torch's own choice); (wall seconds, peak RSS MiB of the child and the processes it waited
-    for). Raises on failure."""
+    torch's own choice); (wall seconds, the child's peak RSS in MiB). Raises on failure."""
+    import tempfile
+
     env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *argv], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise subprocess.CalledProcessError(child.returncode, child.args)
-    return time.perf_counter() - started, usage.ru_maxrss / 1024
+    with tempfile.NamedTemporaryFile("r", suffix=".peak") as peak:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", CHILD, peak.name, *argv], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - started, float(peak.read())
 
 
 def label(logs: Path, teacher: str, extra: list[str], threads: int | None) -> dict:
