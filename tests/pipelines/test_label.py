@@ -114,9 +114,11 @@ def test_killed_run_then_rerun_is_complete_and_duplicate_free(fleet, dataset, tm
     command = [sys.executable, "-m", "pipelines.cli", "label", "--logs", str(fleet), "--out", str(tmp_path),
                "--quiet", "--block-s", "3"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # Clips are published block by block while the run goes on; labels only after their
+    # GroupByKey, near the end: kill at the first published clip file, mid-run.
     deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob("labels/**/*.parquet")):
-        time.sleep(0.2)
+    while time.time() < deadline and not list(tmp_path.glob("clips/**/*.parquet")):
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "_SUCCESS").exists()
