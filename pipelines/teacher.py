@@ -167,7 +167,7 @@ def family_weights(families, balance: float):
     import numpy as np
     import torch
 
-    names, inverse, counts = np.unique(np.asarray(families), return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(np.asarray(families), return_inverse=True, return_counts=True)
     return torch.from_numpy(counts[inverse].astype(np.float64) ** -balance)
 
 

@@ -24,17 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
+from models.action_space import speed_from_history
 from models.meta_actions import classify
 from models.students.data import shard_summary, training_example, write_join_report, write_shards
-from schemas.contract import STEP_US
 from schemas.ids import seed_of
 
 
 def sim_label(clip: dict, samples: list[dict]) -> dict | None:
     """A LABELS-like row {"samples": [...with "meta_action"]} of the teacher's samples of `clip`,
     or None when a sample is not finite."""
-    hist = np.asarray(clip["ego_history_xyz"], dtype=np.float64)
-    v0 = float(np.linalg.norm(hist[-1, :2] - hist[-2, :2]) / (STEP_US / 1e6))
+    v0 = float(speed_from_history(clip["ego_history_xyz"]))
     rows = []
     for s in samples:
         xyz, yaw = np.asarray(s["traj_xyz"], np.float32), np.asarray(s["traj_yaw"], np.float32)
