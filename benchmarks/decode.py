@@ -7,7 +7,8 @@ to the first --cores CPUs (as `taskset` would), and both use the same decoder th
 (--threads; default 0: libavcodec's automatic count for the pinned CPUs, which is the ffmpeg
 command's default; 1 thread on 1 core).
 - reader, teacher's frames: `PaiClipSource(root, clip, TEACHER_CAMERAS).messages()` over the
-  whole clip, from the zip members, with the egomotion stream beside them; every frame decoded,
+  whole clip, from the zip members (each read once into a spool), with the egomotion stream
+  beside them, the cameras decoding in runs of RUN_FRAMES in time order; every frame decoded,
   and the pixels used of the frames the clip's t0 windows take (the latest frame at or before
   t0-0.3 s, -0.2, -0.1, t0, on the 0.5 s grid): what the label pipeline asks of it. Pixels are
   RGB at the clips' stored size (320x576; larger videos are scaled down by swscale first).
@@ -256,7 +257,7 @@ def fleet_frames(root: Path, cameras) -> int:
 def bench_fleet(fleet: Path, work: Path, cores: int, threads: int, repeats: int) -> dict:
     """The decoders on the first clip of `fleet`, pinned to the first `cores` CPUs."""
     from schemas.contract import IMAGE_HEIGHT, IMAGE_WIDTH, TEACHER_CAMERAS
-    from transforms.sources.pai import list_pai_clips
+    from transforms.sources.pai import RUN_FRAMES, list_pai_clips
 
     clip_id = list_pai_clips(str(fleet))[0]
     videos = extract_videos(fleet, clip_id, TEACHER_CAMERAS, work)
@@ -280,7 +281,7 @@ def bench_fleet(fleet: Path, work: Path, cores: int, threads: int, repeats: int)
         os.sched_setaffinity(0, cpus)
     ffmpeg = results["ffmpeg"]
     return {"resolution": video_resolution(videos[0]), "camera_hz": video_rate(videos[0]), "clip_id": clip_id,
-            "frames_taken": len(taken), "results": results,
+            "frames_taken": len(taken), "reader_run_frames": RUN_FRAMES, "results": results,
             "reader_vs_ffmpeg": round(results["reader"]["fps_per_core"] / ffmpeg["fps_per_core"], 3),
             "reader_vs_ffmpeg_median": round(results["reader"]["median_fps_per_core"]
                                              / ffmpeg["median_fps_per_core"], 3),

@@ -24,7 +24,7 @@ from schemas.contract import NUM_HISTORY
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 WEIGHTS_FILE = "tiny_teacher.safetensors"
 TOKENIZER_FILE = "tiny_teacher_tokenizer.json"
-VERSION = "tiny-2"  # tiny-2: trained on the fleet whose truth names only what is in view (sim.dataset SIM_VERSION 2)
+VERSION = "tiny-3"  # tiny-3: fine-tuned on the fleet whose expert reacts only to what has been in view for 6.4 s (sim.dataset SIM_VERSION 3)
 IMAGE_MEAN, IMAGE_STD = 0.5, 0.25
 DEFAULT_TEMPERATURE = 0.6  # reasoning sampling temperature (models/weights/MODEL_CARD.md: how it was chosen)
 
@@ -46,11 +46,38 @@ def images_tensor(images) -> torch.Tensor:
     return ((x.float() / 255.0 - IMAGE_MEAN) / IMAGE_STD).movedim(-1, -3)
 
 
+# Optional clip key: the clip's images already decoded by `decode_image` at a teacher's size,
+# (16, H, W, 3) uint8 (the label pipeline's JPEG check decodes them so, once); `clip_arrays` takes
+# them where the size is its own instead of decoding `images` again. Never written to a table.
+DECODED_IMAGES = "decoded_images"
+
+
+def image_size(spec: str) -> tuple[int, int] | None:
+    """(height, width) at which the teacher of `spec` decodes clip images (`decode_image`), read
+    from its weights' metadata without loading them; None for a teacher that prepares its images
+    itself (alpamayo-r1) or whose weights are missing (loading it reports that)."""
+    from safetensors import safe_open
+
+    kind, _, path = spec.partition(":")
+    weights = Path(path or WEIGHTS_DIR) / WEIGHTS_FILE
+    if kind != "tiny" or not weights.exists():
+        return None
+    with safe_open(str(weights), framework="pt") as f:
+        config = (f.metadata() or {}).get("config")
+    if config is None:
+        return None
+    cfg = VLAConfig.from_dict(json.loads(config))
+    return cfg.image_height, cfg.image_width
+
+
 def clip_arrays(clip: dict, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A CLIPS row -> (16 decoded images (16, H, W, 3) uint8, history xyz (16, 3), history rot (16, 9))."""
+    """A CLIPS row -> (16 decoded images (16, H, W, 3) uint8, history xyz (16, 3), history rot (16, 9));
+    the images of its DECODED_IMAGES where they have this size."""
     if len(clip["images"]) != NUM_IMAGES:
         raise ValueError(f"clip {clip.get('clip_id')}: expected {NUM_IMAGES} images, got {len(clip['images'])}")
-    images = np.stack([decode_image(b, height, width) for b in clip["images"]])
+    images = clip.get(DECODED_IMAGES)
+    if images is None or images.shape != (NUM_IMAGES, height, width, 3):
+        images = np.stack([decode_image(b, height, width) for b in clip["images"]])
     xyz = np.asarray(clip["ego_history_xyz"], dtype=np.float32).reshape(NUM_HISTORY, 3)
     rot = np.asarray(clip["ego_history_rot"], dtype=np.float32).reshape(NUM_HISTORY, 9)
     return images, xyz, rot

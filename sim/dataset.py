@@ -31,8 +31,11 @@ from schemas.ids import clip_id as make_clip_id
 
 JPEG_QUALITY = 90
 # bumped whenever the simulator's drives or truth change, so that stale caches are not reused
-# (2: leads come into view earlier; the truth names no vehicle before it is in view)
-SIM_VERSION = 2
+# (2: leads come into view earlier; the truth names no vehicle before it is in view;
+#  3: the expert brakes for a lead or a pedestrian only after 6.4 s in view, pedestrians come
+#  into view earlier, a return after an overtake is explained by the clear right lane, a slower
+#  vehicle is named from when it comes into view)
+SIM_VERSION = 3
 START_US = 1_767_254_400_000_000  # 2026-01-01T08:00:00Z
 TRUTH_COLUMNS = ("family", "cause", "reasoning", "longitudinal", "lateral")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from schemas.contract import FUTURE_OFFSETS_US
 from sim.agents import EGO_FRONT, EGO_REAR, IDM, Vehicle
 from sim.scenarios import EGO_START_S, Route
 from sim.world import EgoView, World
@@ -34,6 +35,9 @@ CROSSWALK_STANDOFF = 4.0  # m (plus the IDM's standstill gap) before a crosswalk
 CLEAR_OF_JUNCTION = 25.0  # m past a stop line: through the intersection
 LIGHT_RANGE = 150.0  # m, red stop lines and crosswalks in use are seen this far
 LEAD_RANGE = 60.0  # m, a slower vehicle this close is the reason for the ego's speed
+# s: the ego brakes for a slower vehicle or a pedestrian only once it has been in view this
+# long, so that no clip's 6.4 s future slows down for an agent not yet in the clip's images
+REACTION_S = FUTURE_OFFSETS_US[-1] / 1e6
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,8 @@ class Expert:
             gone = all(w is not v for w in world.vehicles)
             if gone or ego.s - EGO_REAR > v.s + v.half_length + OVERTAKE_CLEARANCE:
                 self.overtaking = None
-                if lane != home:
-                    return self._lane_change(ego, home, Decision("lead_vehicle", "return"))
+                if lane != home:  # the same observable cause as any return: the right lane is clear
+                    return self._lane_change(ego, home, Decision("clear_road", "return"))
             return ego
         lead = world.leader(front, ego.d)
         if lead is not None and lead[1].role == "overtake" and lead[0] < OVERTAKE_GAP and lane > 0:
@@ -166,7 +170,7 @@ class Expert:
             lanes.add(ego.lane_change.d1)
         for d in lanes:
             lead = world.leader(front, d)
-            if lead is not None and lead[0] < 2 * LEAD_RANGE:
+            if lead is not None and lead[0] < 2 * LEAD_RANGE and world.in_view_for(lead[1]) >= REACTION_S:
                 a = self.idm.accel(u, v_target, lead[0], u - lead[1].v)
                 if a < best:
                     best, cause = a, Decision("lead_vehicle", "follow")
@@ -176,9 +180,9 @@ class Expert:
                 a = self.idm.accel(u, v_target, gap, u)
                 if a < best:
                     best, cause = a, Decision("red_light", "approach")
-        for edge, _ in world.blocked_crosswalks(1):
+        for edge, pedestrian in world.blocked_crosswalks(1):
             gap = edge - CROSSWALK_STANDOFF - front
-            if -0.5 < gap < LIGHT_RANGE:
+            if -0.5 < gap < LIGHT_RANGE and world.in_view_for(pedestrian) >= REACTION_S:
                 a = self.idm.accel(u, v_target, gap, u)
                 if a < best:
                     best, cause = a, Decision("pedestrian", "yield")
@@ -218,8 +222,11 @@ class Expert:
             if walked and cw.s - 40.0 < front < cw.span[1]:
                 return Decision("pedestrian", "cleared")
         lead = world.leader(front, ego.d)
-        if lead is not None and lead[0] < LEAD_RANGE and lead[1].v < self.route.cruise_speed - 0.5:
-            return Decision("lead_vehicle", "follow")
+        if lead is not None and lead[0] < 2 * LEAD_RANGE:
+            if lead[1].v < self.route.cruise_speed - 0.5:  # named from when it comes into view
+                return Decision("lead_vehicle", "follow" if lead[0] < LEAD_RANGE else "far")
+            if lead[0] < LEAD_RANGE:
+                return Decision("lead_vehicle", "opening")  # a vehicle ahead pulling away
         return Decision("clear_road", "cruise")
 
     # --------------------------------------------------------------------- step

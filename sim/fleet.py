@@ -131,8 +131,8 @@ def _agent_tracks(world: World) -> _AgentTracks:
 
 def _drive_expert(route: Route, seed: int, n: int):
     """Step the expert and the world n-1 times: the ego's road coordinates per step, the decisions,
-    scenario families and whether a vehicle ahead in the ego's lane is in view (within
-    LEAD_VIEW_RANGE) per step, and the world at the end."""
+    scenario families and whether a vehicle ahead in the ego's lane (or the lane it changes to)
+    is in view (within LEAD_VIEW_RANGE) per step, and the world at the end."""
     world = World(route.layout, route.leads, route.pedestrians, route.cruise_speed, seed)
     expert = Expert(route, seed)
     s, d, u, d_rate = (np.empty(n) for _ in range(4))
@@ -143,8 +143,9 @@ def _drive_expert(route: Route, seed: int, n: int):
     for k in range(n):
         s[k], d[k], u[k], d_rate[k] = ego.s, ego.d, ego.u, ego.d_rate
         families[k] = route.instance_at(ego.s).family
-        lead = world.leader(ego.s + EGO_FRONT, ego.d)
-        lead_in_view[k] = lead is not None and lead[0] < LEAD_VIEW_RANGE
+        lanes = (ego.d,) if ego.lane_change is None else (ego.d, ego.lane_change.d1)  # and the one it moves to
+        leads = [world.leader(ego.s + EGO_FRONT, d) for d in lanes]
+        lead_in_view[k] = any(lead is not None and lead[0] < LEAD_VIEW_RANGE for lead in leads)
         if k == n - 1:
             break
         ego, decision = expert.step(world, ego, DT)

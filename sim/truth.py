@@ -68,8 +68,10 @@ def _explained(decisions, j: int, longitudinal: str, lateral: str, ego_pace: str
     upcoming = None
     if lateral.startswith("lane_change") and phase not in _LANE_CHANGE_PHASES:
         upcoming = next(((c, p) for c, p in ahead if p in _LANE_CHANGE_PHASES), None)
-    elif longitudinal in ("stop", "decelerate") and cause in ("clear_road", "green_light"):
+    elif longitudinal in ("stop", "decelerate") and (cause in ("clear_road", "green_light") or phase == "opening"):
         upcoming = next(((c, p) for c, p in ahead if c in _SLOWING_CAUSES), None)
+    if (upcoming or (cause, phase)) == ("lead_vehicle", "far") and longitudinal in ("stop", "decelerate"):
+        return "lead_vehicle", "follow"  # the slower vehicle in view is what the ego slows down for
     if upcoming is not None:
         return upcoming
     far = (longitudinal == "keep_speed" and phase in ("approach", "yield") and ego_pace == "moving") or \

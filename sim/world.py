@@ -370,6 +370,10 @@ WAVE_ON_SPEED = 1.0  # m/s: a waiting pedestrian starts crossing once the ego ha
 
 
 LEAD_SPAWN_EARLY = 100.0  # m of the ego's travel by which a slower vehicle comes into view early
+# m ahead of the ego where a pedestrian comes into view: the 150 m at which the expert can start
+# yielding plus the ego's travel over a clip's 6.4 s horizon at any cruise speed (sim.expert
+# reacts to an agent only once it has been in view that long)
+PEDESTRIAN_VIEW_AHEAD = 250.0
 
 
 @dataclass(frozen=True)
@@ -380,8 +384,9 @@ class LeadSpawn:
     The world brings it into view LEAD_SPAWN_EARLY metres of the ego's travel earlier (less at
     the start of a drive), farther ahead by what the ego gains on it meanwhile at the cruise
     speed: it stands about where it would have been, but is in the cameras' view seconds
-    before the ego's braking for it begins, so that a clip's future brakes for a vehicle that
-    its images show."""
+    before the ego's braking for it begins (the expert reacts to it only after a clip's 6.4 s
+    horizon, which the ego's travel over LEAD_SPAWN_EARLY outlasts at any cruise speed), so
+    that a clip's future brakes only for a vehicle that its images show."""
 
     trigger_s: float
     gap: float
@@ -448,6 +453,7 @@ class World:
         self.cross: list[CrossVehicle] = []
         self.pedestrians: list[Pedestrian] = []
         self.tracks: dict[str, _Track] = {}
+        self._appeared: dict[str, float] = {}  # time each slower vehicle and pedestrian came into view
 
     # -------------------------------------------------------------- queries
 
@@ -466,6 +472,11 @@ class World:
                 out.append((edge, p))
         return out
 
+    def in_view_for(self, agent: Vehicle | Pedestrian) -> float:
+        """Seconds since a slower vehicle or a pedestrian came into view (infinite for one there
+        from the start)."""
+        return self.t - self._appeared.get(agent.agent_id, -np.inf)
+
     def leader(self, s_front: float, d: float, direction: int = 1, exclude: object = None):
         """The nearest vehicle ahead of `s_front` overlapping lateral offset `d`: (gap, vehicle)."""
         best = None
@@ -482,6 +493,7 @@ class World:
     def start(self, ego: EgoView) -> None:
         """Place the agents around the ego's starting point and record the first state."""
         self._spawn(ego)
+        self._appeared.clear()  # what is there at the start has been in view since before it
         self._record()
 
     def step(self, dt: float, ego: EgoView) -> None:
@@ -538,8 +550,10 @@ class World:
                            role, size, release_s=spawn.release_s)
             lead.s = ego.front + gap + lead.half_length
             self.vehicles.append(lead)
-        while self._pending_peds and self._pending_peds[0].s < ego.s + 150.0:
+            self._appeared[lead.agent_id] = self.t
+        while self._pending_peds and self._pending_peds[0].s < ego.s + PEDESTRIAN_VIEW_AHEAD:
             self.pedestrians.append(self._pending_peds.pop(0))
+            self._appeared[self.pedestrians[-1].agent_id] = self.t
         if self.t >= self._next_oncoming:
             self._next_oncoming = self.t + float(self.rng.uniform(3.0, 9.0))
             lane = int(self.rng.integers(lay.n_lanes))

@@ -20,7 +20,7 @@ START = 1_767_254_400_000_000
 PHASES = {  # the (cause, phase) pairs the expert and the truth builder produce
     "red_light": ("approach", "hold", "far"),
     "green_light": ("go", "pending"),
-    "lead_vehicle": ("follow", "opening", "overtake", "passing", "return"),
+    "lead_vehicle": ("follow", "far", "opening", "overtake", "passing"),
     "turn_only_lane": ("avoid", "straight"),
     "curve": ("approach", "far", "in", "exit"),
     "pedestrian": ("yield", "hold", "far", "pending", "cleared"),
