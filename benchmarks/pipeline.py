@@ -7,7 +7,8 @@ curve over fleet sizes.
 For each scale (fleet = scale x the base fleet, more vehicles) and repeat it measures, on the same
 clips and one right after the other (so both sides run under about the same machine load):
 - pipeline: `coclabel label` (local runner) in a child process: the pipeline stage's wall time
-  (from the manifest: runner start-up, teacher load, reading, teacher, checks, writes), clips/s,
+  (from the manifest: runner start-up, teacher load, reading, teacher, checks, writes; not the
+  module imports, timed apart as `imports`, as the bare teacher's torch import is not), clips/s,
   the command's whole wall time, and the child's own peak RSS (its VmHWM, so each scale's peak is
   its own, not the largest so far);
 - teacher: the same teacher called in a loop on the same clips in pre-built batches (batch 16,

@@ -1,7 +1,8 @@
 """Student benchmarks.
 
 `latency`: a student at batch 1 on one device: torch eager, torch.compile, ONNX Runtime (every
-execution provider this host has), TensorRT FP16 where `tensorrt` imports; plus the tiny
+execution provider this host has; on the CPU also the exported full policy, reasoning included),
+TensorRT FP16 where `tensorrt` imports; plus the tiny
 teacher's full sampling for reference. Weights are random: latency does not depend on them.
 Prints one Markdown table and writes JSON (--json).
 
@@ -23,11 +24,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.export import OnnxRunner, TensorRTRunner, build_engine, example_inputs, export_onnx, tensorrt_available
+from models.export import (
+    OnnxPolicy,
+    OnnxRunner,
+    TensorRTRunner,
+    build_engine,
+    example_inputs,
+    export_onnx,
+    export_policy_onnx,
+    tensorrt_available,
+)
 from models.students import Student, parameter_count, student_config
 from models.vla import TinyVLA, VLAConfig
 from pipelines.bench import time_calls
-from schemas.contract import FRAME_OFFSETS_US as FRAMES, TEACHER_CAMERAS as CAMERAS
+from schemas.contract import FRAME_OFFSETS_US as FRAMES
+from schemas.contract import TEACHER_CAMERAS as CAMERAS
 
 VOCAB = 120  # about the tiny teacher's vocabulary
 
@@ -153,6 +164,10 @@ def latency(args) -> int:
                 runner = OnnxRunner(onnx_path, [provider], threads=args.threads)
                 add(f"ONNX Runtime {provider}, trajectory path", lambda: runner(*numpy_inputs),
                     "host inputs, copies included" if provider != "CPUExecutionProvider" else f"{args.threads} threads")
+        prefix, step = export_policy_onnx(student.cpu(), Path(tmp) / "policy", 1, args.samples)
+        full = OnnxPolicy(prefix, step, 2, student.cfg.max_text_len, threads=args.threads)
+        add("ONNX Runtime CPUExecutionProvider, reasoning + trajectory", lambda: full(*numpy_inputs),
+            f"{args.threads} threads; greedy text of up to 40 words, untrained weights (no early <eos>)")
         ok, reason = tensorrt_available()
         if ok:
             engine = TensorRTRunner(build_engine(onnx_path, Path(tmp) / "student.plan", "fp16"))

@@ -1,11 +1,17 @@
-"""Export of a student's trajectory path (vision encoder + history tokens + scene decoder +
-few-step action head) to ONNX, its ONNX Runtime runner, and TensorRT engines built from the ONNX.
+"""Export of a student to ONNX, its ONNX Runtime runners, and TensorRT engines built from the ONNX.
 
-The exported graph maps (images (B, 16, 3, H, W) float32 normalised, history_xyz (B, 16, 3),
-history_rot (B, 16, 9), v0 (B,), noise (B, K, 64, 2)) -> actions (B, K, 64, 2) with a dynamic
-batch B (K is fixed at export); trajectories follow with models.action_space.actions_to_traj as
-for the torch model. The autoregressive reasoning decoder is not exported: it stays in torch
-(Student.reason), since its loop and KV cache have a data-dependent length.
+The trajectory path (vision encoder + history tokens + scene decoder + few-step action head)
+maps (images (B, 16, 3, H, W) float32 normalised, history_xyz (B, 16, 3), history_rot (B, 16, 9),
+v0 (B,), noise (B, K, 64, 2)) -> actions (B, K, 64, 2) with a dynamic batch B (K is fixed at
+export); trajectories follow with models.action_space.actions_to_traj as for the torch model.
+
+The full policy (reasoning + trajectories, `export_policy_onnx`) is two graphs run by
+`OnnxPolicy`: a prefix graph (the same inputs -> actions, the logits of the first word and the
+decoder's KV cache of the scene and <bos>, padded to its full length S + 1 + max_text_len) and a
+step graph (one word id per clip, its position, the cache -> the next logits and the cache with
+that word's keys/values written in its slot); the greedy loop between them is the runner's, as
+in Student.reason. A fixed-size cache keeps both graphs' shapes static, so a step costs one small
+session call instead of the dozens of eager operator calls of torch.
 
 TensorRT (FP16, INT8 with entropy calibration) is written against TensorRT 10's Python API and
 needs `tensorrt` and a CUDA device; `tensorrt_available()` says whether this host has them.
@@ -16,13 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from models.students.model import Student
-from schemas.contract import NUM_FUTURE, NUM_HISTORY
 from models.vla import NUM_IMAGES
+from schemas.contract import NUM_FUTURE, NUM_HISTORY
 
 INPUTS = ("images", "history_xyz", "history_rot", "v0", "noise")
 OUTPUT = "actions"
+PREFIX_OUTPUTS = ("actions", "logits", "k", "v")
 
 
 class TrajectoryPath(nn.Module):
@@ -88,27 +96,34 @@ def _adaptive_max_pool_symbolic(in_size: tuple[int, int]):
     return symbolic
 
 
-def export_onnx(student: Student, path: str | Path, num_samples: int = 6, opset: int = 17) -> Path:
-    """Write the trajectory path of `student` (eval mode, CPU, float32) to `path`."""
+def export_onnx(student: Student, path: str | Path, num_samples: int = 6, opset: int = 17, module: nn.Module | None = None,
+                outputs: tuple[str, ...] = (OUTPUT,)) -> Path:
+    """Write the trajectory path of `student` (eval mode, CPU, float32) to `path`, or `module`
+    (a graph of the trajectory path's inputs, e.g. PolicyPrefix) with output names `outputs`,
+    each with the batch first except a KV cache ("k", "v": layers first, then the batch)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = TrajectoryPath(student.float().cpu().eval())
-    dynamic = {name: {0: "batch"} for name in INPUTS + (OUTPUT,)}
+    student = student.float().cpu().eval()
+    module = module or TrajectoryPath(student)
+    dynamic = {name: {0: "batch"} for name in INPUTS}
+    dynamic.update({name: {1 if name in ("k", "v") else 0: "batch"} for name in outputs})
     cfg = student.cfg
     with torch.no_grad():
-        feature = module.student.vision.cnn(torch.zeros(1, 3, cfg.image_height, cfg.image_width))
+        feature = student.vision.cnn(torch.zeros(1, 3, cfg.image_height, cfg.image_width))
     torch.onnx.register_custom_op_symbolic("aten::diff", _diff_symbolic, opset)
     torch.onnx.register_custom_op_symbolic("aten::adaptive_max_pool2d", _adaptive_max_pool_symbolic(tuple(feature.shape[2:])), opset)
     with torch.no_grad():
         torch.onnx.export(module, example_inputs(student, 2, num_samples), str(path), input_names=list(INPUTS),
-                          output_names=[OUTPUT], dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+                          output_names=list(outputs), dynamic_axes=dynamic, opset_version=opset, dynamo=False)
     return path
 
 
 class OnnxRunner:
-    """ONNX Runtime session of an exported trajectory path."""
+    """ONNX Runtime session of an exported trajectory path (or of a graph of its inputs with
+    other `outputs`, e.g. the full policy's prefix)."""
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None,
+                 outputs: tuple[str, ...] = (OUTPUT,)):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -118,11 +133,111 @@ class OnnxRunner:
         self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
         # a regression head ignores the noise: the exporter drops that input from the graph
         self.inputs = {i.name for i in self.session.get_inputs()}
+        self.outputs = list(outputs)
 
-    def __call__(self, images, history_xyz, history_rot, v0, noise) -> np.ndarray:
+    def __call__(self, images, history_xyz, history_rot, v0, noise):
+        """The output (actions), or the list of `outputs` where there are several."""
         feeds = {name: np.ascontiguousarray(np.asarray(x, dtype=np.float32))
                  for name, x in zip(INPUTS, (images, history_xyz, history_rot, v0, noise)) if name in self.inputs}
-        return self.session.run([OUTPUT], feeds)[0]
+        out = self.session.run(self.outputs, feeds)
+        return out[0] if len(out) == 1 else out
+
+
+# ----------------------------------------------------------------------------- full policy
+
+
+class PolicyPrefix(nn.Module):
+    """Trajectory-path inputs -> (actions, logits of the first word, KV cache (layers, B, heads, T, d_head) x 2)."""
+
+    def __init__(self, student: Student, bos_id: int):
+        super().__init__()
+        self.student, self.bos_id = student, bos_id
+
+    def forward(self, images, history_xyz, history_rot, v0, noise):
+        s = self.student
+        scene = s.scene(images, history_xyz, history_rot)
+        B, S = scene.shape[0], scene.shape[1]
+        bos = s.embed_text(torch.full((B, 1), self.bos_id, dtype=torch.long))
+        hidden, caches = s.decode(torch.cat([scene, bos], 1), s.prefix_mask(S, 1, scene.device))
+        actions = s.actions(hidden[:, :S], v0, noise)
+        pad = (0, 0, 0, s.cfg.max_text_len)
+        k = torch.stack([F.pad(c[0], pad) for c in caches])
+        v = torch.stack([F.pad(c[1], pad) for c in caches])
+        return actions, s.lm_head(hidden[:, -1]), k, v
+
+
+class PolicyStep(nn.Module):
+    """One greedy step: word ids (B,), step index (1,), cache -> (logits, cache with the word's slot written)."""
+
+    def __init__(self, student: Student, scene_tokens: int):
+        super().__init__()
+        self.student, self.scene_tokens = student, scene_tokens
+
+    def forward(self, token, step, k, v):
+        s = self.student
+        T = k.shape[3]
+        x = s.token(token)[:, None] + s.text_pos[step + 1][:, None]  # (B, 1, d), as embed_text(start=step + 1)
+        slot = self.scene_tokens + 1 + step
+        positions = torch.arange(T)
+        write = (positions == slot)[:, None]  # (T, 1)
+        mask = (positions <= slot)[None, None, None]  # (1, 1, 1, T)
+        ks, vs = [], []
+        for layer, block in enumerate(s.blocks):
+            h = block.ln1(x)
+            k_new, v_new = block.attn.keys_values(h)  # (B, heads, 1, d_head)
+            ks.append(torch.where(write, k_new, k[layer]))
+            vs.append(torch.where(write, v_new, v[layer]))
+            x = x + block.attn.attend(h, ks[-1], vs[-1], mask)
+            x = x + block.mlp(block.ln2(x))
+        return s.lm_head(s.ln_f(x)[:, -1]), torch.stack(ks), torch.stack(vs)
+
+
+def export_policy_onnx(student: Student, folder: str | Path, bos_id: int, num_samples: int = 6,
+                       opset: int = 17) -> tuple[Path, Path]:
+    """Write the full policy of `student` (eval mode, CPU, float32) as `folder`/prefix.onnx and
+    `folder`/step.onnx; returns their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    student = student.float().cpu().eval()
+    prefix_path = export_onnx(student, folder / "prefix.onnx", num_samples, opset,
+                              module=PolicyPrefix(student, bos_id), outputs=PREFIX_OUTPUTS)
+    inputs = example_inputs(student, 2, num_samples)
+    with torch.no_grad():
+        _, logits, k, v = PolicyPrefix(student, bos_id)(*inputs)
+    step = PolicyStep(student, k.shape[3] - 1 - student.cfg.max_text_len)
+    step_path = folder / "step.onnx"
+    dynamic = {"token": {0: "batch"}, "k": {1: "batch"}, "v": {1: "batch"}, "logits": {0: "batch"},
+               "k_out": {1: "batch"}, "v_out": {1: "batch"}}
+    with torch.no_grad():
+        torch.onnx.export(step, (logits.argmax(-1), torch.zeros(1, dtype=torch.long), k, v), str(step_path),
+                          input_names=["token", "step", "k", "v"], output_names=["logits", "k_out", "v_out"],
+                          dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+    return prefix_path, step_path
+
+
+class OnnxPolicy:
+    """ONNX Runtime sessions of an exported full policy: `__call__(images, history_xyz,
+    history_rot, v0, noise) -> (greedy word ids (B, max_text_len), 0-padded after <eos>; actions
+    (B, K, 64, 2))`, the ids those of Student.reason up to float rounding."""
+
+    def __init__(self, prefix_path: str | Path, step_path: str | Path, eos_id: int, max_text_len: int,
+                 threads: int | None = None):
+        self.prefix = OnnxRunner(prefix_path, threads=threads, outputs=PREFIX_OUTPUTS)
+        self.step = OnnxRunner(step_path, threads=threads).session
+        self.eos_id, self.max_text_len = eos_id, max_text_len
+
+    def __call__(self, images, history_xyz, history_rot, v0, noise) -> tuple[np.ndarray, np.ndarray]:
+        actions, logits, k, v = self.prefix(images, history_xyz, history_rot, v0, noise)
+        ids = np.zeros((logits.shape[0], self.max_text_len), dtype=np.int64)
+        alive = np.ones(logits.shape[0], dtype=bool)
+        for step in range(self.max_text_len):
+            token = logits.argmax(-1)
+            alive &= token != self.eos_id
+            if not alive.any():
+                break
+            ids[:, step] = np.where(alive, token, 0)
+            logits, k, v = self.step.run(None, {"token": ids[:, step], "step": np.array([step], dtype=np.int64), "k": k, "v": v})
+        return ids, actions
 
 
 # ----------------------------------------------------------------------------- TensorRT

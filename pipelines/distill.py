@@ -10,7 +10,10 @@ student on the teacher's samples. The shards come from one of two sources:
   simulated drive per seed (sim/dataset.py, as the teacher's training clips; cached in --cache),
   labelled in-process by --teacher on --device with K=--samples samples seeded from the clip ids
   as the labelling pipeline seeds them; same examples, split and shards
-  (models/students/simlabel.py). The label checks of transforms/validate.py are not applied.
+  (models/students/simlabel.py). --pai-percent of the drives (default half) are written as
+  PhysicalAI-AV clips (H.264 video, as `coclabel synth --format pai`) and read back through the
+  PAI reader, so the student also learns the video-decoded image domain; the others carry the
+  JPEG frames of MCAP logs. The label checks of transforms/validate.py are not applied.
 Either way clips are split train/heldout per 20 s block of their log (--heldout-percent), and
 --reuse-shards reuses DIR/shards/ only when it was built from the same source (dataset run id,
 or seeds, teacher weights and options).
@@ -54,6 +57,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-weight", type=float, default=0.0, help="weight of the ground-truth loss (default 0: teacher only)")
     parser.add_argument("--ce-weight", type=float, default=1.0, help="weight of the reasoning cross-entropy (default 1)")
     parser.add_argument("--flow-weight", type=float, default=0.5, help="weight of flow matching on teacher samples (default 0.5)")
+    parser.add_argument("--set-match", choices=("chamfer", "assignment"), default="chamfer",
+                        help="how the student's K trajectories are matched to the teacher's K samples in the set loss: "
+                             "chamfer (each to its nearest, both ways) or assignment (one-to-one, the cheapest of the K! "
+                             "pairings, so the student's samples keep the teacher's proportions of behaviours); "
+                             "default chamfer")
+    parser.add_argument("--set-coverage", type=float, default=1.0,
+                        help="weight of the chamfer match's coverage term (every teacher sample near a student sample); "
+                             "below 1 the student's trajectories gather on the teacher's most common behaviour, which "
+                             "raises meta-action agreement and may raise minADE (default 1)")
     parser.add_argument("--heldout-percent", type=int, default=20, help="share of 20 s log blocks held out (default 20)")
     parser.add_argument("--shards", type=int, default=4, help="number of training shards (default 4)")
     parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
@@ -79,6 +91,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="processes that each simulate, render and label whole drives, each with its own copy of the "
                           "teacher (default 1: in this process)")
     sim.add_argument("--label-batch", type=int, default=64, help="clips per teacher call (default 64)")
+    sim.add_argument("--pai-percent", type=int, default=50,
+                     help="share of the drives, in percent, written as PhysicalAI-AV H.264 video and read back through "
+                          "the PAI reader (the rest: JPEG frames as in MCAP logs); default 50")
 
 
 def dataset_source(labels_uri: str, heldout_percent: int) -> dict:
@@ -108,9 +123,15 @@ def build_shards(labels_uri: str, out_dir: str, height: int, width: int, heldout
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from models.students.data import shard_of, shard_summary, training_example, write_join_report, write_shard
+    from models.students.data import (
+        shard_of,
+        shard_summary,
+        training_example,
+        write_join_report,
+        write_shard,
+    )
 
-    clip_columns = ["clip_id", "log_id", "t0_us", "images", "ego_history_xyz", "ego_history_rot", "ego_future_xyz", "ego_future_rot"]
+    clip_columns = ["clip_id", "log_id", "t0_us", "source_uri", "images", "ego_history_xyz", "ego_history_rot", "ego_future_xyz", "ego_future_rot"]
     root = labels_uri.rstrip("/")
 
     class Join(beam.DoFn):
@@ -160,12 +181,17 @@ def sim_shards(args, student, shard_dir, device: str) -> dict | None:
     from rich.progress import Progress
 
     from models.students.data import read_join_report
-    from models.students.simlabel import build_sim_shards, load_labeller, sim_source, teacher_identity
+    from models.students.simlabel import (
+        build_sim_shards,
+        load_labeller,
+        sim_source,
+        teacher_identity,
+    )
     from pipelines.teacher import parse_seeds
 
     seeds = parse_seeds(args.from_sim)
     teacher = teacher_identity(load_labeller(args.teacher, device, args.label_batch))
-    source = sim_source(seeds, args.drive_minutes, args.stride_s, args.samples, args.heldout_percent, teacher)
+    source = sim_source(seeds, args.drive_minutes, args.stride_s, args.samples, args.heldout_percent, teacher, args.pai_percent)
     if args.reuse_shards and (read_join_report(shard_dir) or {}).get("source") == source:
         return None
     with Progress() as progress:
@@ -173,7 +199,8 @@ def sim_shards(args, student, shard_dir, device: str) -> dict | None:
         return build_sim_shards(seeds, shard_dir, args.teacher, device, student.image_height, student.image_width,
                                 minutes=args.drive_minutes, stride_s=args.stride_s, cache=args.cache, workers=args.workers,
                                 samples=args.samples, heldout_percent=args.heldout_percent, n_shards=args.shards,
-                                label_batch=args.label_batch, progress=lambda done, _: progress.update(task, completed=done))
+                                label_batch=args.label_batch, pai_percent=args.pai_percent,
+                                progress=lambda done, _: progress.update(task, completed=done))
 
 
 def run(args, beam_args) -> int:
@@ -211,7 +238,8 @@ def run(args, beam_args) -> int:
     columns = load_shards(shard_dir)
     source = read_join_report(shard_dir)["source"]
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, ce_weight=args.ce_weight,
-                      flow_weight=args.flow_weight, gt_weight=args.gt_weight, checkpoint_every=args.checkpoint_every,
+                      flow_weight=args.flow_weight, gt_weight=args.gt_weight, set_match=args.set_match,
+                      set_coverage=args.set_coverage, checkpoint_every=args.checkpoint_every,
                       minutes=args.minutes, device=device)
     bar = [TextColumn(f"[bold]distil {student.name}[/]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
            TextColumn("{task.fields[losses]}"), TimeElapsedColumn()]
@@ -233,9 +261,14 @@ def run(args, beam_args) -> int:
         for m in metrics:
             print(f"held-out clips, noise scale {m['noise_scale']}:", json.dumps(m))
         best = choose_noise_scale(metrics, args.max_ade_ratio)
+        by_domain = {}
+        for domain in sorted(set(heldout.get("domain", ["jpeg"]))):
+            part = select(heldout, "heldout", domain)
+            by_domain[domain] = heldout_metrics(args.out, part, args.samples, device, noise_scale=best)
+            print(f"held-out {domain} clips:", json.dumps(by_domain[domain]))
         path = Path(args.out, "student.json")
         path.write_text(json.dumps({**json.loads(path.read_text()), "heldout_metrics": metrics,
-                                    "sampling": {"noise_scale": best}}, indent=1))
+                                    "heldout_metrics_by_domain": by_domain, "sampling": {"noise_scale": best}}, indent=1))
         print(f"sampling noise scale {best} (written into {path})")
     return 0
 

@@ -56,13 +56,14 @@ def build(p, args, sources, topic_map):
     import apache_beam as beam
 
     from transforms.clips import block_key
-    from transforms.inference import TeacherInference, TeacherModelHandler
+    from transforms.inference import TeacherInference, TeacherModelHandler, teacher_decoder
     from transforms.parquet import WriteGroupedRows, block_stem
     from transforms.read_clips import ReadClips
     from transforms.validate import CheckConfig, ValidateLabels
 
     stride_us, block_us = round(args.stride_s * 1e6), round(args.block_s * 1e6)
-    blocks = p | "ReadClips" >> ReadClips(sources, stride_us, block_us, topic_map)
+    blocks = p | "ReadClips" >> ReadClips(sources, stride_us, block_us, topic_map,
+                                          decode=teacher_decoder(args.teacher))
     clip_files = write_clip_blocks(blocks, args.out)
     handler = TeacherModelHandler(
         args.teacher, args.samples, args.device, max_batch_size=args.batch_size, large_model=args.large_model,
@@ -106,4 +107,5 @@ def run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
         return follow(args, beam_args)
 
-    return execute(args, beam_args, build, tables=("labels", "quarantine"), title="label")
+    return execute(args, beam_args, build, tables=("labels", "quarantine"), title="label",
+                   imports=("transforms.inference",))

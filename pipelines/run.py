@@ -116,10 +116,14 @@ def _redacted(value):
 OUTPUT_OPTIONS = ("stride_s", "block_s", "teacher", "samples", "reject_comfort", "topic_map")
 
 
-def execute(args, beam_args: list[str], build, tables: tuple[str, ...], title: str) -> int:
+def execute(args, beam_args: list[str], build, tables: tuple[str, ...], title: str,
+            imports: tuple[str, ...] = ()) -> int:
     """Run a dataset-writing pipeline (`build(p, args, tasks, topic_map)`, `tasks` the planned
     BlockTasks for `ReadClips`) end to end: plan (each log opened once, here), clear stale temp
-    files, run with progress, then manifest and `_SUCCESS`; print a summary."""
+    files, run with progress, then manifest and `_SUCCESS`; print a summary. `imports`: modules
+    the transforms need, imported first as their own stage (torch's import is seconds), so that
+    the "pipeline" timing is the run's own."""
+    import importlib
     import sys
 
     import apache_beam as beam
@@ -151,6 +155,9 @@ def execute(args, beam_args: list[str], build, tables: tuple[str, ...], title: s
         return 2
     clear_stale_temp(args.out)
     mark_incomplete(args.out)
+    with watch.stage("imports"):
+        for module in imports:
+            importlib.import_module(module)
     pipeline_options = beam_options(beam_args)
     with watch.stage("pipeline"), progress_bar(title, windows, args.out, tables, enabled=not args.quiet):
         with beam.Pipeline(options=pipeline_options) as p:

@@ -32,7 +32,7 @@ a window, so a log cut into blocks (`read_range`) gives the same rows as the who
 import io
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -74,6 +74,10 @@ class ImageError(ValueError):
     """A camera frame that cannot be decoded."""
 
 
+# What PIL raises on an image it cannot decode.
+_UNDECODABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def _ceil_to(t: int, step: int) -> int:
     return -((-t) // step) * step
 
@@ -105,10 +109,11 @@ def read_range(block_start_us: int, block_us: int = DEFAULT_BLOCK_US,
             block_start_us + block_us + HORIZON_US + EMIT_SLACK_US)
 
 
-def teacher_jpeg(frame: CameraFrame) -> bytes:
+def teacher_jpeg(frame: CameraFrame, check: bool = True) -> bytes:
     """The frame as a IMAGE_HEIGHT x IMAGE_WIDTH JPEG: an RGB JPEG of that size is passed
-    through byte for byte once it decodes (checked at 1/8 scale); anything else is resized
-    (bilinear, no crop) and encoded at JPEG_QUALITY. Raises ImageError when the frame cannot be decoded."""
+    through byte for byte once it decodes (checked at 1/8 scale; `check=False` leaves that check
+    to a caller that decodes the JPEG anyway); anything else is resized (bilinear, no crop) and
+    encoded at JPEG_QUALITY. Raises ImageError when the frame cannot be decoded."""
     size = (IMAGE_WIDTH, IMAGE_HEIGHT)
     try:
         if frame.encoding == "rgb":
@@ -119,10 +124,11 @@ def teacher_jpeg(frame: CameraFrame) -> bytes:
         else:
             image = Image.open(io.BytesIO(frame.data))
             if image.format == "JPEG" and image.size == size and image.mode == "RGB":
-                # The decode check: at 1/8 scale every coefficient is still entropy-decoded (a
-                # truncated or damaged stream fails the same way) at half the cost of a full decode.
-                image.draft("RGB", (image.width // 8, image.height // 8))
-                image.load()
+                if check:
+                    # The decode check: at 1/8 scale every coefficient is still entropy-decoded (a
+                    # truncated or damaged stream fails the same way) at half the cost of a full decode.
+                    image.draft("RGB", (image.width // 8, image.height // 8))
+                    image.load()
                 return frame.data
             image.draft("RGB", size)  # JPEG: decode at the smallest scale still >= size
             image = image.convert("RGB")
@@ -130,13 +136,22 @@ def teacher_jpeg(frame: CameraFrame) -> bytes:
         raise
     except Image.UnidentifiedImageError:
         raise ImageError(f"not a readable {frame.encoding} image ({len(frame.data)} bytes)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except _UNDECODABLE as e:
         raise ImageError(str(e) or type(e).__name__) from None
     if image.size != size:
         image = image.resize(size, Image.Resampling.BILINEAR)
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=JPEG_QUALITY)
     return buf.getvalue()
+
+
+def decoded(jpeg: bytes, decode: Callable[[bytes], np.ndarray]) -> np.ndarray:
+    """`decode(jpeg)` (a teacher's decoder, e.g. models.teacher.decode_image at its size); raises
+    ImageError when the JPEG cannot be decoded."""
+    try:
+        return decode(jpeg)
+    except _UNDECODABLE as e:
+        raise ImageError(str(e) or type(e).__name__) from None
 
 
 # The front wide camera's frame at t0 (images are camera-major, 4 frames per camera).
@@ -154,6 +169,7 @@ def image_luma(jpeg: bytes) -> float:
 class _Frame:
     frame: CameraFrame
     jpeg: bytes | None = None  # cached teacher JPEG
+    pixels: np.ndarray | None = None  # the JPEG decoded by the assembler's `decode`
     error: str | None = None
 
 
@@ -162,6 +178,7 @@ class _Window:
     t0_us: int
     frame_timestamps_us: list[list[int]] = field(default_factory=list)
     images: list[bytes] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
     camera_problem: tuple[Reason, str] | None = None
 
 
@@ -169,13 +186,21 @@ class ClipAssembler:
     """Turns one log's messages, pushed in log-time order, into clip and quarantine rows.
 
     `t0_range=(lo, hi)` keeps only t0 in [lo, hi) (a block); `open_ended=True` (streaming)
-    ignores `info.end_us`: the grid then ends at the last ego pose pushed.
+    ignores `info.end_us`: the grid then ends at the last ego pose pushed. With `decode` (the
+    teacher's JPEG decoder, `models.teacher.decode_image` at its size) decoding each teacher JPEG
+    is the decode check, and clip rows carry the 16 arrays under `models.teacher.DECODED_IMAGES`
+    for the teacher, which then decodes nothing again.
     """
 
     def __init__(self, info: LogInfo, stride_us: int = DEFAULT_STRIDE_US,
                  tolerance_us: int = CAMERA_TOLERANCE_US, t0_range: tuple[int, int] | None = None,
-                 open_ended: bool = False):
+                 open_ended: bool = False, decode: Callable[[bytes], np.ndarray] | None = None):
         self.info = info
+        self._decode = decode
+        if decode is not None:
+            from models.teacher import DECODED_IMAGES  # only here: it imports torch
+
+            self._decoded_key = DECODED_IMAGES
         self.stride_us = stride_us
         self.tolerance_us = tolerance_us
         self.open_ended = open_ended
@@ -311,10 +336,12 @@ class ClipAssembler:
                                    f"{frames[i].error}")
                 if problem:
                     window.camera_problem = problem
-                    window.images, window.frame_timestamps_us = [], []
+                    window.images, window.pixels, window.frame_timestamps_us = [], [], []
                     return window
                 stamps.append(times[i])
                 window.images.append(frames[i].jpeg)
+                if self._decode is not None:
+                    window.pixels.append(frames[i].pixels)
             window.frame_timestamps_us.append(stamps)
         return window
 
@@ -323,11 +350,13 @@ class ClipAssembler:
                 f"{camera}: closest frame at or before {wanted} us is at {t} us, "
                 f"{(wanted - t) / 1000:.1f} ms old (tolerance {self.tolerance_us / 1000:.0f} ms)")
 
-    @staticmethod
-    def _jpeg(f: _Frame) -> bytes | None:
+    def _jpeg(self, f: _Frame) -> bytes | None:
         if f.jpeg is None and f.error is None:
             try:
-                f.jpeg = teacher_jpeg(f.frame)
+                jpeg = teacher_jpeg(f.frame, check=self._decode is None)
+                if self._decode is not None:
+                    f.pixels = decoded(jpeg, self._decode)
+                f.jpeg = jpeg
             except ImageError as e:
                 f.error = str(e)
         return f.jpeg
@@ -362,7 +391,7 @@ class ClipAssembler:
         if problem is not None:
             return self._quarantine(t0, *problem)
         hist_xyz, hist_rot, fut_xyz, fut_rot = poses
-        return Output("clips", {
+        row = {
             "clip_id": clip_id(self.info.log_id, t0),
             "vehicle_id": self.info.vehicle_id,
             "log_id": self.info.log_id,
@@ -377,7 +406,10 @@ class ClipAssembler:
             "ego_future_rot": fut_rot,
             "source_uri": redact(self.info.uri),
             "image_luma": image_luma(window.images[LUMA_IMAGE]),
-        })
+        }
+        if self._decode is not None:
+            row[self._decoded_key] = np.stack(window.pixels)
+        return Output("clips", row)
 
     def _time_problem(self, t0: int) -> tuple[Reason, str] | None:
         for stream, t, previous in self._events:
@@ -389,7 +421,6 @@ class ClipAssembler:
 
     def _poses(self, t0: int):
         """(history xyz, history rot, future xyz, future rot) as lists, or (reason, detail)."""
-        t = np.asarray(self._pose_t, dtype=np.int64)
         lo_t = t0 - MIN_HISTORY_US - self.tolerance_us
         first = bisect_left(self._pose_t, lo_t)
         start_t = t0 + HISTORY_OFFSETS_US[0]
@@ -397,12 +428,14 @@ class ClipAssembler:
         i_hi = bisect_left(self._pose_t, t0)
         if i_lo < first:
             return Reason.POSE_GAP, f"no ego pose between {lo_t} us and the history start {start_t} us"
-        if i_hi >= len(t):
+        if i_hi >= len(self._pose_t):
             return Reason.POSE_GAP, f"no ego pose at or after t0 ({t0} us)"
-        xyz = np.asarray(self._pose_xyz[first:], dtype=np.float64)
-        quat = np.asarray(self._pose_quat[first:], dtype=np.float64)
-        t = t[first:]
-        i_lo, i_hi = i_lo - first, i_hi - first
+        # Poses from `first` up to the first one at or after t0 + 6.4 s decide the window.
+        end = min(bisect_left(self._pose_t, t0 + HORIZON_US), len(self._pose_t) - 1) + 1
+        xyz = np.asarray(self._pose_xyz[first:end], dtype=np.float64)
+        quat = np.asarray(self._pose_quat[first:end], dtype=np.float64)
+        t = np.asarray(self._pose_t[first:end], dtype=np.int64)
+        i_lo, i_hi, i_end = i_lo - first, i_hi - first, end - 1 - first
         finite = np.isfinite(xyz).all(axis=1) & np.isfinite(quat).all(axis=1) & (
             np.linalg.norm(np.nan_to_num(quat), axis=1) > 0)
         bad = np.flatnonzero(~finite[i_lo:i_hi + 1])
@@ -418,7 +451,6 @@ class ClipAssembler:
                                      f">= {GAP_FACTOR} x the median period {period / 1000:.1f} ms "
                                      f"(history of t0 {t0} us)")
         # The future: poses up to the first one at or after t0 + 6.4 s, cut at the first defect.
-        i_end = min(bisect_left(t.tolist(), t0 + HORIZON_US), len(t) - 1)
         cut = i_end + 1  # poses [i_lo, cut) are valid
         later = np.flatnonzero(~finite[i_hi:i_end + 1])
         if len(later):
@@ -428,7 +460,7 @@ class ClipAssembler:
             cut = min(cut, i_hi + int(jumps[0]) + 1)
         for stream, t_new, _ in self._events:
             if stream == EGO_STREAM and t_new > t0:
-                cut = min(cut, max(bisect_left(t.tolist(), t_new), i_hi + 1))
+                cut = min(cut, max(bisect_left(self._pose_t, t_new) - first, i_hi + 1))
         src = slice(i_lo, cut)
         hist_t = t0 + np.asarray(HISTORY_OFFSETS_US, dtype=np.int64)
         fut_t = t0 + np.asarray(FUTURE_OFFSETS_US, dtype=np.int64)

@@ -8,8 +8,9 @@
      "samples": K x {"reasoning", "traj_xyz" (64, 3), "traj_yaw" (64,)} or None,
      "error": None or {"stage": "teacher", "reason": "teacher_error", "detail": str}}
 
-The images are dropped because the clips table already holds them and nothing after the
-teacher reads them; everything else (ids, partition keys, ego future for minADE, source_uri
+The images (and the decoded arrays `teacher_decoder` had the clip assembly attach, under
+models.teacher.DECODED_IMAGES) are dropped because the clips table already holds them and
+nothing after the teacher reads them; everything else (ids, partition keys, ego future for minADE, source_uri
 for quarantine rows) travels on. Each clip's sampling seed is `schemas.ids.seed_of(clip_id)`.
 A batch on which the teacher raises is retried clip by clip; a clip that still fails gets an
 `error` (Reason.TEACHER_ERROR) for the quarantine and no samples, so one bad clip never stops a
@@ -17,6 +18,7 @@ run. Batching, model sharing and model copies are the runner's job (RunInference
 must be in the global window first or every batch holds one clip (`TeacherInference` does it).
 """
 
+import functools
 import logging
 import re
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -26,6 +28,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.transforms.window import GlobalWindows
 
+from models.teacher import DECODED_IMAGES, decode_image, image_size, load_teacher
 from schemas.contract import DEFAULT_NUM_SAMPLES
 from schemas.ids import seed_of
 from schemas.reasons import STAGE_OF, Reason
@@ -33,11 +36,18 @@ from schemas.reasons import STAGE_OF, Reason
 METRICS_NAMESPACE = "coclabel.teacher"
 _log = logging.getLogger(__name__)
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_IMAGE_KEYS = ("images", DECODED_IMAGES)
+
+
+def teacher_decoder(spec: str) -> Optional[Callable]:
+    """The JPEG decoder of the teacher of `spec` (models.teacher.decode_image at its input size),
+    for the clip assembly's decode check to decode each image once, for the teacher; None for a
+    teacher that prepares its images itself."""
+    size = image_size(spec)
+    return None if size is None else functools.partial(decode_image, height=size[0], width=size[1])
 
 
 def _load_teacher(spec: str, device: str):
-    from models.teacher import load_teacher
-
     return load_teacher(spec, device=device)
 
 
@@ -136,7 +146,7 @@ class TeacherModelHandler(ModelHandler[dict, dict, Any]):
                 Metrics.counter(METRICS_NAMESPACE, "teacher_errors").inc()
             results.append(
                 {
-                    "clip": {key: value for key, value in clip.items() if key != "images"},
+                    "clip": {key: value for key, value in clip.items() if key not in _IMAGE_KEYS},
                     "teacher": identity,
                     "samples": None if failed else outcome,
                     "error": _teacher_error(outcome) if failed else None,
@@ -151,8 +161,9 @@ class TeacherModelHandler(ModelHandler[dict, dict, Any]):
         return samples
 
     def get_num_bytes(self, batch: Sequence[dict]) -> int:
-        """The image bytes of the batch (cheaper than pickling it)."""
-        return sum(len(image) for clip in batch for image in clip.get("images", ()))
+        """The image bytes of the batch, JPEGs and decoded arrays (cheaper than pickling it)."""
+        return sum(sum(len(image) for image in clip.get("images", ())) + getattr(clip.get(DECODED_IMAGES), "nbytes", 0)
+                   for clip in batch)
 
 
 def _teacher_error(error: Exception) -> dict:

@@ -13,6 +13,9 @@ messages until the watermark passes them and feeds them in time order to the sam
 """
 
 from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder, VarIntCoder
@@ -143,26 +146,31 @@ class AssembleBlock(beam.DoFn):
     """BlockTask -> ClipBlock: read the block's time range and run the assembler on it (a task
     with its rows `done` already is passed on)."""
 
-    def __init__(self, topic_map: TopicMap | None, stride_us: int, block_us: int, tolerance_us: int):
+    def __init__(self, topic_map: TopicMap | None, stride_us: int, block_us: int, tolerance_us: int,
+                 decode: Callable[[bytes], np.ndarray] | None = None):
         self._topic_map = topic_map
         self._stride_us = stride_us
         self._block_us = block_us
         self._tolerance_us = tolerance_us
+        self._decode = decode
 
     def process(self, task: BlockTask):
         if task.done is not None:
             block = task.done
         else:
-            block = assemble_block(task, self._topic_map, self._stride_us, self._block_us, self._tolerance_us)
+            block = assemble_block(task, self._topic_map, self._stride_us, self._block_us, self._tolerance_us,
+                                   self._decode)
         _count(block)
         yield block
 
 
 def assemble_block(task: BlockTask, topic_map: TopicMap | None = None, stride_us: int = DEFAULT_STRIDE_US,
-                   block_us: int = DEFAULT_BLOCK_US, tolerance_us: int = CAMERA_TOLERANCE_US) -> ClipBlock:
-    """The rows of one block; a reader failing part-way quarantines the block's remaining windows."""
+                   block_us: int = DEFAULT_BLOCK_US, tolerance_us: int = CAMERA_TOLERANCE_US,
+                   decode: Callable[[bytes], np.ndarray] | None = None) -> ClipBlock:
+    """The rows of one block (`decode`: as in ClipAssembler); a reader failing part-way
+    quarantines the block's remaining windows."""
     start = task.block_start_us
-    assembler = ClipAssembler(task.info, stride_us, tolerance_us, t0_range=(start, start + block_us))
+    assembler = ClipAssembler(task.info, stride_us, tolerance_us, t0_range=(start, start + block_us), decode=decode)
     outputs: list[Output] = []
     try:
         for message in open_log(task.ref, topic_map).messages(*read_range(start, block_us, tolerance_us)):
@@ -176,12 +184,15 @@ def assemble_block(task: BlockTask, topic_map: TopicMap | None = None, stride_us
 class ReadClips(beam.PTransform):
     """Logs -> ClipBlock per block. `sources`: log URIs (searched recursively; a list or a
     PCollection of str), or the BlockTasks of `plan_blocks` (planned by the driver already).
+    `decode`: the teacher's JPEG decoder, so that the decode check decodes each image once for
+    it (ClipAssembler); clip rows then carry the arrays, which are never written.
 
     Apply to the pipeline: `p | ReadClips(["/data/fleet"])`.
     """
 
     def __init__(self, sources, stride_us: int = DEFAULT_STRIDE_US, block_us: int = DEFAULT_BLOCK_US,
-                 topic_map: TopicMap | None = None, tolerance_us: int = CAMERA_TOLERANCE_US):
+                 topic_map: TopicMap | None = None, tolerance_us: int = CAMERA_TOLERANCE_US,
+                 decode: Callable[[bytes], np.ndarray] | None = None):
         super().__init__()
         if block_us % stride_us:
             raise ValueError(f"block_us ({block_us}) must be a multiple of stride_us ({stride_us})")
@@ -190,6 +201,7 @@ class ReadClips(beam.PTransform):
         self._block_us = block_us
         self._topic_map = topic_map
         self._tolerance_us = tolerance_us
+        self._decode = decode
 
     def expand(self, pbegin):
         sources = self._sources
@@ -208,7 +220,7 @@ class ReadClips(beam.PTransform):
             tasks
             | "SpreadBlocks" >> beam.Reshuffle()
             | "AssembleBlocks" >> beam.ParDo(
-                AssembleBlock(self._topic_map, self._stride_us, self._block_us, self._tolerance_us))
+                AssembleBlock(self._topic_map, self._stride_us, self._block_us, self._tolerance_us, self._decode))
         )
 
 

@@ -25,6 +25,7 @@ clip it loses:
 A clip gives exactly one row: a label or a quarantine row.
 """
 
+import dataclasses
 import itertools
 import re
 from dataclasses import dataclass
@@ -87,7 +88,8 @@ class CheckConfig:
 
 @dataclass(frozen=True)
 class Kinematics:
-    """Derived signals of a (64, 3) trajectory and (64,) yaw (see the module docstring)."""
+    """Derived signals of a (64, 3) trajectory and (64,) yaw (see the module docstring); of a
+    batch of trajectories, each field has the batch's leading axes."""
 
     lon_accel: np.ndarray  # (63,) on waypoints 0..62
     lat_accel: np.ndarray  # (63,)
@@ -97,26 +99,34 @@ class Kinematics:
     yaw_rate: np.ndarray  # (64,) between consecutive poses, from t0
     yaw_accel: np.ndarray  # (63,)
 
+    def __getitem__(self, index) -> "Kinematics":
+        """The kinematics of one trajectory of a batch."""
+        return Kinematics(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
+
 
 def kinematics(traj_xyz: np.ndarray, traj_yaw: np.ndarray) -> Kinematics:
-    xy = np.concatenate([np.zeros((1, 2)), np.asarray(traj_xyz, dtype=np.float64)[:, :2]])
-    velocity = np.diff(xy, axis=0) / DT
-    accel = np.diff(velocity, axis=0) / DT
-    yaw = np.unwrap(np.concatenate([[0.0], np.asarray(traj_yaw, dtype=np.float64)]))
-    heading = np.stack([np.cos(yaw[1:-1]), np.sin(yaw[1:-1])], -1)
-    normal = np.stack([-heading[:, 1], heading[:, 0]], -1)
-    lon_accel = np.sum(accel * heading, axis=1)
-    central_velocity = (velocity[:-1] + velocity[1:]) / 2
-    speed = np.linalg.norm(central_velocity, axis=1)
-    cross = central_velocity[:, 0] * accel[:, 1] - central_velocity[:, 1] * accel[:, 0]
+    """Kinematics of a (64, 3) trajectory and (64,) yaw, or of a batch ((..., 64, 3), (..., 64)):
+    one set of array operations for all of a clip's samples, each row computed as on its own."""
+    xyz = np.asarray(traj_xyz, dtype=np.float64)
+    batch = xyz.shape[:-2]
+    xy = np.concatenate([np.zeros((*batch, 1, 2)), xyz[..., :2]], axis=-2)
+    velocity = np.diff(xy, axis=-2) / DT
+    accel = np.diff(velocity, axis=-2) / DT
+    yaw = np.unwrap(np.concatenate([np.zeros((*batch, 1)), np.asarray(traj_yaw, dtype=np.float64)], axis=-1))
+    heading = np.stack([np.cos(yaw[..., 1:-1]), np.sin(yaw[..., 1:-1])], -1)
+    normal = np.stack([-heading[..., 1], heading[..., 0]], -1)
+    lon_accel = np.sum(accel * heading, axis=-1)
+    central_velocity = (velocity[..., :-1, :] + velocity[..., 1:, :]) / 2
+    speed = np.linalg.norm(central_velocity, axis=-1)
+    cross = central_velocity[..., 0] * accel[..., 1] - central_velocity[..., 1] * accel[..., 0]
     moving = speed >= MIN_SPEED_FOR_CURVATURE
     curvature = np.where(moving, cross / np.where(moving, speed, 1.0) ** 3, 0.0)
     yaw_rate = np.diff(yaw) / DT
     return Kinematics(
         lon_accel=lon_accel,
-        lat_accel=np.sum(accel * normal, axis=1),
+        lat_accel=np.sum(accel * normal, axis=-1),
         curvature=curvature,
-        jerk=np.linalg.norm(np.diff(accel, axis=0) / DT, axis=1),
+        jerk=np.linalg.norm(np.diff(accel, axis=-2) / DT, axis=-1),
         lon_jerk=np.diff(lon_accel) / DT,
         yaw_rate=yaw_rate,
         yaw_accel=np.diff(yaw_rate) / DT,
@@ -208,36 +218,48 @@ class _SampleResult:
     final_xy: np.ndarray | None = None
 
 
-def _check_sample(sample: dict, v0: float, truth: np.ndarray | None, config: CheckConfig) -> _SampleResult:
-    text = sample.get("reasoning") or ""
-    result = _SampleResult(failures=[], flags=set())
+def _trajectory(sample: dict) -> tuple[np.ndarray, np.ndarray] | tuple[Reason, str]:
+    """The sample's (xyz, yaw) as stored (float32), or the failure of its shape or values."""
     try:
         xyz = np.asarray(sample.get("traj_xyz"), dtype=np.float64)
         yaw = np.asarray(sample.get("traj_yaw"), dtype=np.float64)
     except (TypeError, ValueError) as error:
-        xyz = yaw = None
-        result.failures.append((Reason.BAD_SHAPE, f"trajectory is not numeric: {error}"))
-    if xyz is not None:
-        if xyz.shape != (NUM_FUTURE, 3) or yaw.shape != (NUM_FUTURE,):
-            result.failures.append((Reason.BAD_SHAPE, f"traj_xyz {xyz.shape}, traj_yaw {yaw.shape}; "
-                                    f"expected ({NUM_FUTURE}, 3) and ({NUM_FUTURE},)"))
+        return Reason.BAD_SHAPE, f"trajectory is not numeric: {error}"
+    if xyz.shape != (NUM_FUTURE, 3) or yaw.shape != (NUM_FUTURE,):
+        return Reason.BAD_SHAPE, (f"traj_xyz {xyz.shape}, traj_yaw {yaw.shape}; "
+                                  f"expected ({NUM_FUTURE}, 3) and ({NUM_FUTURE},)")
+    # Check what is stored: float32 (a float64 beyond its range becomes inf).
+    with np.errstate(over="ignore"):
+        xyz, yaw = xyz.astype(np.float32), yaw.astype(np.float32)
+    finite = np.isfinite(xyz).all(axis=1) & np.isfinite(yaw)
+    if not finite.all():
+        return Reason.NONFINITE, f"non-finite values at waypoints {np.flatnonzero(~finite)[:8].tolist()}"
+    return xyz, yaw
+
+
+def _check_samples(samples: list[dict], v0: float, truth: np.ndarray | None,
+                   config: CheckConfig) -> list[_SampleResult]:
+    """Each sample's checks; the kinematics of every well-formed trajectory in one batch."""
+    trajectories = [_trajectory(sample) for sample in samples]
+    formed = [k for k, t in enumerate(trajectories) if isinstance(t[0], np.ndarray)]
+    kins = kinematics(np.stack([trajectories[k][0] for k in formed]),
+                      np.stack([trajectories[k][1] for k in formed])) if formed else None
+    results = []
+    for k, sample in enumerate(samples):
+        text = sample.get("reasoning") or ""
+        result = _SampleResult(failures=[], flags=set())
+        if k in formed:
+            xyz, yaw = trajectories[k]
+            _check_trajectory(result, xyz, yaw, kins[formed.index(k)], v0, truth, text, config)
         else:
-            # Check what is stored: float32 (a float64 beyond its range becomes inf).
-            with np.errstate(over="ignore"):
-                xyz, yaw = xyz.astype(np.float32), yaw.astype(np.float32)
-            finite = np.isfinite(xyz).all(axis=1) & np.isfinite(yaw)
-            if finite.all():
-                _check_trajectory(result, xyz, yaw, v0, truth, text, config)
-            else:
-                bad = np.flatnonzero(~finite)
-                result.failures.append((Reason.NONFINITE, f"non-finite values at waypoints {bad[:8].tolist()}"))
-    result.failures += reasoning_failures(text, config)
-    return result
+            result.failures.append(trajectories[k])
+        result.failures += reasoning_failures(text, config)
+        results.append(result)
+    return results
 
 
-def _check_trajectory(result: _SampleResult, xyz: np.ndarray, yaw: np.ndarray, v0: float,
+def _check_trajectory(result: _SampleResult, xyz: np.ndarray, yaw: np.ndarray, kin: Kinematics, v0: float,
                       truth: np.ndarray | None, text: str, config: CheckConfig) -> None:
-    kin = kinematics(xyz, yaw)
     result.failures += [(Reason.PHYSICAL_BOUNDS, m) for m in physical_failures(kin)]
     for name, message in comfort_violations(kin).items():
         if config.reject_comfort:
@@ -307,7 +329,7 @@ def label_row(clip: dict, samples: list[dict], teacher: dict,
         return None, [teacher_error_row(clip, "the teacher returned no samples")]
     v0 = ego_speed(clip)
     truth = future_xy(clip)
-    results = [_check_sample(sample, v0, truth, config) for sample in samples]
+    results = _check_samples(samples, v0, truth, config)
     failed = [(k, r) for k, r in enumerate(results) if r.failures]
     kept = [(k, r) for k, r in enumerate(results) if not r.failures]
     if failed and (config.on_sample_failure == "quarantine_clip" or not kept):

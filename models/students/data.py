@@ -4,10 +4,12 @@ image size, and the .npz shards that hold them.
 An example holds the model inputs (16 decoded images, ego history), the teacher's K samples
 (trajectory, yaw, reasoning, meta-action) and the ground-truth future where the log has one
 (NaN rows where it ends). Its split is drawn per 20 s block of its log, so that held-out clips
-do not overlap training clips in time.
+do not overlap training clips in time. Its image domain says how its frames were stored: "jpeg"
+(MCAP logs, rosbag2 folders, the simulator's clips) or "h264" (PhysicalAI-AV video, decoded).
 """
 
 import json
+import posixpath
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from schemas.ids import seed_of
 
 SPLIT_BLOCK_US = 20_000_000
 ARRAY_FIELDS = ("images", "history_xyz", "history_rot", "future_xyz", "future_rot", "teacher_xyz", "teacher_yaw")
-TEXT_FIELDS = ("clip_id", "split", "teacher_text", "teacher_longitudinal", "teacher_lateral")
+TEXT_FIELDS = ("clip_id", "split", "domain", "teacher_text", "teacher_longitudinal", "teacher_lateral")
 
 
 def shard_of(clip_id: str, n: int) -> int:
@@ -30,6 +32,17 @@ def split_of(log_id: str, t0_us: int, heldout_percent: int) -> str:
     """"heldout" for about `heldout_percent` % of the 20 s blocks of each log, else "train"."""
     block = int(t0_us) // SPLIT_BLOCK_US
     return "heldout" if seed_of(f"{log_id}/{block}", salt=7) % 100 < heldout_percent else "train"
+
+
+def image_domain(clip: dict) -> str:
+    """"h264" for a clip read from a PhysicalAI-AV root (its `source_uri` is the root, not named
+    after its log), else "jpeg" (an MCAP file, a rosbag2 folder named after its log, or a clip
+    straight from the simulator, which has no `source_uri`)."""
+    uri = clip.get("source_uri")
+    if not uri:
+        return "jpeg"
+    name = posixpath.basename(str(uri).rstrip("/"))
+    return "jpeg" if name.endswith(".mcap") or name == clip["log_id"] else "h264"
 
 
 def _future(rows, width: int) -> np.ndarray:
@@ -50,6 +63,7 @@ def training_example(clip: dict, label: dict, height: int, width: int, heldout_p
     meta = [s.get("meta_action") or {} for s in samples]
     return {
         "clip_id": clip["clip_id"], "split": split_of(clip["log_id"], clip["t0_us"], heldout_percent),
+        "domain": image_domain(clip),
         "images": images, "history_xyz": hist_xyz, "history_rot": hist_rot,
         "future_xyz": _future(clip.get("ego_future_xyz"), 3), "future_rot": _future(clip.get("ego_future_rot"), 9),
         "teacher_xyz": np.asarray([s["traj_xyz"] for s in samples], dtype=np.float32).reshape(len(samples), NUM_FUTURE, 3),
@@ -109,8 +123,12 @@ def load_shards(shard_dir: str | Path) -> dict[str, np.ndarray]:
     return {k: v[order] for k, v in columns.items()}
 
 
-def select(columns: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
+def select(columns: dict[str, np.ndarray], split: str, domain: str | None = None) -> dict[str, np.ndarray]:
+    """The rows of `split` (and of image `domain` where given; shards written before domains
+    were recorded hold no "domain" column and count as "jpeg")."""
     keep = columns["split"] == split
+    if domain is not None:
+        keep &= columns.get("domain", np.full(len(keep), "jpeg")) == domain
     return {k: v[keep] for k, v in columns.items()}
 
 

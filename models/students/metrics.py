@@ -43,7 +43,7 @@ def clip_accuracy(pred_xyz, pred_yaw, v0: float, teacher_xyz, teacher_meta: list
 def student_predictions(policy, columns: dict, samples: int, runner=None) -> list[tuple]:
     """Per example (xyz (K, 64, 3), yaw (K, 64), reasoning) of a StudentPolicy, clip i's noise
     seeded by seed_of(clip_id); with an exported `runner` (models/export.py) the trajectories
-    are the runner's (the reasoning still torch's)."""
+    are the runner's, and so is the reasoning where it gives word ids too (OnnxPolicy)."""
     from models.teacher import images_tensor
 
     out = []
@@ -55,8 +55,12 @@ def student_predictions(policy, columns: dict, samples: int, runner=None) -> lis
         preds = policy.predict_arrays(images, xyz, rot, samples, seeds)
         if runner is not None:
             v0 = speed_from_history(xyz)
-            actions = runner(images_tensor(images).numpy(), xyz, rot, v0.astype(np.float32), policy.noise(seeds, samples).numpy())
+            result = runner(images_tensor(images).numpy(), xyz, rot, v0.astype(np.float32), policy.noise(seeds, samples).numpy())
+            ids, actions = result if isinstance(result, tuple) else (None, result)
             for i, p in enumerate(preds):
+                if ids is not None:
+                    for k in range(samples):
+                        p[k]["reasoning"] = policy.tokenizer.decode(ids[i])
                 traj, yaw = actions_to_traj(actions[i, :samples].astype(np.float64), v0[i], xyz[i, -1, 2])
                 for k in range(samples):
                     p[k]["traj_xyz"], p[k]["traj_yaw"] = traj[k].astype(np.float32), yaw[k].astype(np.float32)

@@ -9,6 +9,9 @@ Shapes: B clips, K samples, S scene tokens, d model width; actions are the norma
 actions of models/action_space.py, (B, K, 64, 2).
 """
 
+import functools
+import itertools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -38,13 +41,33 @@ def set_distance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred[:, :, None] - target[:, None]).pow(2) * w).flatten(3).mean(-1)
 
 
+@functools.cache
+def permutations(k: int) -> torch.Tensor:
+    """(k!, k) every ordering of range(k)."""
+    return torch.tensor(list(itertools.permutations(range(k))), dtype=torch.long)
+
+
 def set_loss(pred: torch.Tensor, target: torch.Tensor, target_mask: torch.Tensor | None = None,
-             symmetric: bool = True) -> torch.Tensor:
-    """Min-over-K (Chamfer) loss between a clip's predicted and target sample sets: every target
-    sample is matched by its nearest prediction (coverage: minADE) and, when `symmetric`, every
-    prediction by its nearest target (no stray samples). `target_mask` (B,) drops clips."""
+             symmetric: bool = True, match: str = "chamfer", coverage: float = 1.0) -> torch.Tensor:
+    """Loss between a clip's predicted and target sample sets. "chamfer": every target sample is
+    matched by its nearest prediction (coverage: minADE; weighted by `coverage`) and, when
+    `symmetric`, every prediction by its nearest target (no stray samples); a coverage weight
+    below 1 lets the predictions gather on the targets' most common behaviour. "assignment" (K predictions, K targets, K <= 7): twice
+    the mean distance of the cheapest one-to-one pairing (the exact assignment, over all K!
+    orderings), so the predictions reproduce the targets' proportions of behaviours; on the
+    scale of the symmetric Chamfer. `target_mask` (B,) drops clips."""
     d = set_distance(pred, target)
-    per_clip = d.min(1).values.mean(-1) + (d.min(2).values.mean(-1) if symmetric else 0.0)
+    if match == "assignment":
+        K = d.shape[1]
+        if d.shape[2] != K or K > 7:
+            raise ValueError(f"an assignment needs as many predictions as targets (at most 7), got {tuple(d.shape[1:])}")
+        perms = permutations(K).to(d.device)  # (P, K): prediction perms[p, j] pairs with target j
+        cost = d[:, perms, torch.arange(K, device=d.device)].mean(-1)  # (B, P)
+        per_clip = 2.0 * cost.min(-1).values
+    elif match == "chamfer":
+        per_clip = coverage * d.min(1).values.mean(-1) + (d.min(2).values.mean(-1) if symmetric else 0.0)
+    else:
+        raise ValueError(f"unknown set match {match!r}; choose chamfer or assignment")
     if target_mask is None:
         return per_clip.mean()
     m = target_mask.float()
@@ -121,13 +144,14 @@ class Student(TinyVLA):
 
     # --- training ------------------------------------------------------------------------
     def distill_loss(self, images, history_xyz, history_rot, v0, text, teacher_actions, noise, flow_generator=None,
-                     gt_actions=None, gt_mask=None) -> dict[str, torch.Tensor]:
+                     gt_actions=None, gt_mask=None, set_match: str = "chamfer", set_coverage: float = 1.0) -> dict[str, torch.Tensor]:
         """Losses of one batch.
 
         `text` (B, T): <bos> teacher reasoning <eos> <pad>... (sequence-level distillation, teacher
         forced); `teacher_actions` (B, K, 64, 2) normalised; `noise` (B, K, 64, 2); optional
         ground truth `gt_actions` (B, 64, 2) where `gt_mask` (B,) is true.
-        Returns "ce", "set" (student samples vs the teacher's K), "flow" (flow matching on the
+        Returns "ce", "set" (student samples vs the teacher's K, matched by `set_match`, the
+        Chamfer's coverage term weighted by `set_coverage`), "flow" (flow matching on the
         teacher's samples; 0 for the regression head) and "gt" (min-over-K to the truth)."""
         scene = self.scene(images, history_xyz, history_rot)
         S, inp, target = scene.shape[1], text[:, :-1], text[:, 1:]
@@ -137,7 +161,7 @@ class Student(TinyVLA):
         scene_hidden = hidden[:, :S]
         pred = self.actions(scene_hidden, v0, noise) / self.action_scale
         teacher = teacher_actions / self.action_scale
-        out["set"] = set_loss(pred, teacher)
+        out["set"] = set_loss(pred, teacher, match=set_match, coverage=set_coverage)
         if self.student_cfg.head == "flow":
             B, K = teacher.shape[:2]
             context_kv = self.context_kv(scene_hidden, K)

@@ -1,7 +1,8 @@
 """The distillation loop: a student learns the teacher's samples from training shards.
 
 Losses per step (weights in `TrainConfig`): `set`, the min-over-K (Chamfer) distance between
-the student's K few-step samples and the teacher's K samples; `flow`, flow matching on the
+the student's K few-step samples and the teacher's K samples (or their cheapest one-to-one
+pairing, `set_match="assignment"`); `flow`, flow matching on the
 teacher's samples (flow head only); `ce`, teacher-forced cross-entropy on one of the teacher's
 reasoning texts per clip (sequence-level distillation); `gt`, min-over-K distance to the
 ground-truth future where there is one (weight 0 by default).
@@ -47,6 +48,8 @@ class TrainConfig:
     set_weight: float = 1.0
     flow_weight: float = 0.5
     gt_weight: float = 0.0
+    set_match: str = "chamfer"  # or "assignment" (models.students.model.set_loss)
+    set_coverage: float = 1.0  # weight of the Chamfer's coverage term
     checkpoint_every: int = 200
     minutes: float | None = None  # wall-clock budget; the schedule ends with it (after a checkpoint)
     device: str = "cpu"
@@ -151,7 +154,8 @@ def distill(columns: dict[str, np.ndarray], student_cfg: StudentConfig, out_dir:
             out = model.distill_loss(images_tensor(dev(data["images"][idx])), dev(data["history_xyz"][idx]),
                                      dev(data["history_rot"][idx]), dev(data["v0"][idx]), dev(text), dev(data["teacher"][idx]),
                                      dev(noise), _seeded(cfg.seed, 3, step) if not cuda else None,
-                                     dev(data["gt"][idx]) if cfg.gt_weight else None, dev(data["has_gt"][idx]))
+                                     dev(data["gt"][idx]) if cfg.gt_weight else None, dev(data["has_gt"][idx]),
+                                     set_match=cfg.set_match, set_coverage=cfg.set_coverage)
             loss = (cfg.ce_weight * out["ce"] + cfg.set_weight * out["set"] + cfg.flow_weight * out["flow"]
                     + cfg.gt_weight * out["gt"])
         opt.zero_grad(set_to_none=True)

@@ -3,7 +3,6 @@ workers from an EXTERNAL worker pool): equal to the local runner row for row, su
 killed TaskManager, and labelling logs continuously with --follow."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 
 from pipelines.cli import main
 from tests.flink.conftest import INFRA, LABEL_OPTIONS, job_ids, label_rows, rest
+from tests.infra.follow_run import follow_process, land, stop
 
 pytestmark = [pytest.mark.flink, pytest.mark.timeout(900)]
 TABLES = ("clips", "labels", "quarantine")
@@ -91,38 +91,22 @@ def test_killed_taskmanager_then_restart_is_complete_without_duplicates(cluster,
     assert not list(tmp_path.rglob("_tmp.*"))
 
 
-def land(log, incoming):
-    """Drop a log into `incoming` the way an uploader should: write aside, then rename."""
-    target = incoming / log.parent.name / log.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    shutil.copyfile(log, partial)
-    partial.rename(target)
-
-
 def test_follow_labels_each_new_log_once_while_running(cluster, fleet, reference, tmp_path):
     incoming, out = tmp_path / "incoming", tmp_path / "out"
     incoming.mkdir()
     logs = sorted(fleet.glob("veh-*/*.mcap"))
     expected = {log.stem: [r for r in label_rows(reference, "labels") if r["log_id"] == log.stem] for log in logs}
     before = job_ids()
-    proc = subprocess.Popen(label_command(incoming, out, cluster, "--follow", "--poll-s", "2"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    started = time.time()
-    try:
+    with follow_process(label_command(incoming, out, cluster, "--follow", "--poll-s", "2")) as proc:
+        started = time.time()
         land(logs[0], incoming)
         time.sleep(10)
         land(logs[1], incoming)
         for log in logs:
-            wait_for(lambda: {r["log_id"] for r in label_rows(out, "labels")} >= {log.stem}, 300,
+            wait_for(lambda log=log: {r["log_id"] for r in label_rows(out, "labels")} >= {log.stem}, 300,
                      f"labels of {log.name}")
-        assert proc.poll() is None, "--follow stopped by itself"
         print(f"follow: both logs labelled {time.time() - started:.0f} s after the first landed")
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        output = stop(proc)
     assert proc.returncode == 0, output
     assert "2 log(s) labelled" in output
     assert_finished(job_ids() - before, 2)

@@ -1,9 +1,6 @@
 """`coclabel label --follow` on the local runner: landing detection, and two logs dropped 10 s
 apart each labelled once while the command keeps running, then a clean stop."""
 
-import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -12,6 +9,7 @@ import pytest
 from pipelines.cli import main
 from pipelines.follow import LandedLogs
 from tests.infra.fleet import synth
+from tests.infra.follow_run import follow_process, land, stop
 from transforms.parquet import read_table
 
 SECONDS = 8
@@ -68,28 +66,18 @@ def test_follow_labels_two_logs_dropped_10_s_apart_once_each(fleet_and_reference
     fleet, reference = fleet_and_reference
     incoming, out = tmp_path / "incoming", tmp_path / "out"
     incoming.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "label", "--follow", "--poll-s", "1",
-                             "--logs", str(incoming), "--out", str(out), *OPTIONS],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
+    command = [sys.executable, "-m", "pipelines.cli", "label", "--follow", "--poll-s", "1",
+               "--logs", str(incoming), "--out", str(out), *OPTIONS]
+    with follow_process(command) as proc:
         for i, log in enumerate(sorted(fleet.glob("veh-*/*.mcap"))):
             if i:
                 time.sleep(10)
-            target = incoming / log.parent.name / log.name
-            target.parent.mkdir()
-            partial = target.with_name(log.name + ".part")
-            partial.write_bytes(log.read_bytes())
-            partial.rename(target)
+            land(log, incoming)
         deadline = time.time() + 600  # generous: the machine may be shared
         while time.time() < deadline and len({r["log_id"] for r in labels(out)}) < 2:
             time.sleep(0.5)
         assert len({r["log_id"] for r in labels(out)}) == 2, "both logs not labelled in 600 s"
-        assert proc.poll() is None, "--follow stopped by itself"
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        output = stop(proc)
     assert proc.returncode == 0, output
     assert output.count("follow: labelling") == 2 and "2 log(s) labelled" in output
     assert labels(out) == labels(reference)  # every window of both logs, once

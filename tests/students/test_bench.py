@@ -30,26 +30,32 @@ def test_bench_table_has_every_model_backend_and_path(benched):
     rows = pq.read_table(benched / "bench.parquet").to_pylist()
     keys = [(r["model"], r["backend"], r["path"]) for r in rows]
     assert keys == [("student-nano", "torch", "full"), ("student-nano", "torch", "trajectory"),
-                    ("student-nano", "onnx", "trajectory"), ("student-nano", "tensorrt", "trajectory"),
-                    ("teacher-tiny", "torch", "full")]
+                    ("student-nano", "onnx", "trajectory"), ("student-nano", "onnx", "full"),
+                    ("student-nano", "tensorrt", "trajectory"), ("teacher-tiny", "torch", "full")]
     by = {k: r for k, r in zip(keys, rows)}
     assert by[("student-nano", "torch", "full")]["clips"] == 6  # the 6 clips of log-0 and log-1
     assert "not run" in by[("student-nano", "tensorrt", "trajectory")]["note"]
-    for r in rows[:3] + rows[4:]:
+    for r in rows[:4] + rows[5:]:
         assert r["latency_p50_ms"] > 0 and r["latency_p99_ms"] >= r["latency_p50_ms"] and r["best_batch"] in (1, 2)
 
 
 def test_bench_accuracy_values(benched):
     rows = pq.read_table(benched / "bench.parquet").to_pylist()
-    student, onnx, teacher = rows[0], rows[2], rows[4]
+    student, onnx, onnx_full, teacher = rows[0], rows[2], rows[3], rows[5]
     # the label samples are the true future: the teacher's minADE against it is zero, and comfortable
     assert teacher["min_ade_gt"] == pytest.approx(0.0, abs=1e-4) and teacher["comfort_violation"] == 0.0
     assert onnx["min_ade_gt"] == pytest.approx(student["min_ade_gt"], abs=1e-3)
     assert onnx["meta_agree"] == student["meta_agree"] and 0.0 <= student["meta_agree"] <= 1.0
     assert -1.0 <= student["reasoning_similarity"] <= 1.0
+    # the exported full policy writes the same reasoning and trajectories as torch
+    assert onnx_full["reasoning_similarity"] == pytest.approx(student["reasoning_similarity"], abs=1e-6)
+    assert onnx_full["min_ade_gt"] == pytest.approx(student["min_ade_gt"], abs=1e-3)
+    # every clip comes from an MCAP log (JPEG frames): the per-domain agreement is the overall one
+    assert student["meta_agree_jpeg"] == student["meta_agree"] and student["clips_jpeg"] == 6
+    assert "meta_agree_h264" not in student
     assert student["params"] < 1_000_000 < teacher["params"]
     md = (benched / "bench.md").read_text()
-    assert len(md.splitlines()) == 2 + 5 and "minADE gt (m)" in md  # header, rule, 5 rows
+    assert len(md.splitlines()) == 2 + 6 and "minADE gt (m)" in md and "agree PAI/H.264" in md  # header, rule, 6 rows
     assert (benched / "bench.png").stat().st_size > 1000
 
 

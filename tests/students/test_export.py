@@ -3,7 +3,16 @@ import pytest
 import torch
 
 from models.action_space import actions_to_traj
-from models.export import OnnxRunner, TensorRTRunner, build_engine, example_inputs, export_onnx, tensorrt_available
+from models.export import (
+    OnnxPolicy,
+    OnnxRunner,
+    TensorRTRunner,
+    build_engine,
+    example_inputs,
+    export_onnx,
+    export_policy_onnx,
+    tensorrt_available,
+)
 from models.students import Student, student_config
 
 
@@ -30,6 +39,22 @@ def test_onnx_runtime_trajectories_match_torch_within_1mm(exported, batch):
     xyz_ref, _ = actions_to_traj(ref, v0, z0)
     xyz_got, _ = actions_to_traj(got, v0, z0)
     assert np.abs(xyz_ref - xyz_got).max() < 1e-3
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnx_full_policy_writes_torch_greedy_reasoning_and_trajectories(exported, batch, tmp_path):
+    student, _ = exported
+    bos, eos = 1, 2
+    paths = export_policy_onnx(student, tmp_path, bos)
+    policy = OnnxPolicy(*paths, eos, student.cfg.max_text_len, threads=1)
+    inputs = example_inputs(student, batch, 6, seed=batch)
+    with torch.no_grad():
+        ids, hidden = student.reason(*inputs[:3], bos, eos)
+        actions = student.actions(hidden, inputs[3], inputs[4]).numpy()
+    got_ids, got_actions = policy(*[x.numpy() for x in inputs])
+    assert got_ids.shape == (batch, student.cfg.max_text_len) and (got_ids != 0).sum() > batch
+    np.testing.assert_array_equal(got_ids, ids.numpy())
+    assert np.abs(got_actions - actions).max() < 1e-4 and np.abs(actions).max() > 1e-3
 
 
 def test_int8_needs_calibration_and_precision_is_checked(exported):

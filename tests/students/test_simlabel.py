@@ -6,7 +6,13 @@ import torch
 
 from models.meta_actions import classify
 from models.students.data import load_shards, read_join_report, split_of
-from models.students.simlabel import build_sim_shards, seeds_text, sim_label
+from models.students.simlabel import (
+    build_sim_shards,
+    domain_of,
+    h264_clips,
+    seeds_text,
+    sim_label,
+)
 from models.teacher import load_teacher, save_weights
 from models.tokenizer import Tokenizer
 from models.vla import TinyVLA, VLAConfig
@@ -27,7 +33,8 @@ def sim_shards(tmp_path_factory):
     tokenizer = Tokenizer.fit(TEXTS)
     cfg = VLAConfig(vocab_size=len(tokenizer), d_model=32, n_heads=2, n_decoder_layers=1, n_expert_layers=1, max_text_len=8)
     save_weights(TinyVLA(cfg), tokenizer, root / "teacher")
-    kwargs = dict(minutes=0.2, stride_s=1.0, cache=root / "cache", samples=2, heldout_percent=50, n_shards=2, label_batch=4)
+    kwargs = dict(minutes=0.2, stride_s=1.0, cache=root / "cache", samples=2, heldout_percent=50, n_shards=2, label_batch=4,
+                  pai_percent=0)
     report = build_sim_shards([SEED], root / "a", f"tiny:{root / 'teacher'}", "cpu", 40, 72, **kwargs)
     again = build_sim_shards([SEED], root / "b", f"tiny:{root / 'teacher'}", "cpu", 40, 72, **kwargs)
     return root, report, again
@@ -37,6 +44,8 @@ def test_shards_hold_every_simulated_clip_with_its_truth_and_teacher_samples(sim
     root, report, _ = sim_shards
     clips = build([SEED], 0.2, 1.0, root / "cache")  # the cached drive: 12 s, t0 from 1.6 s to 5.6 s
     assert len(clips) == 5 and report["clips"] == 5 and report["unmatched"] == []
+    assert report["domains"]["jpeg"] == {"drives": 1, "clips": 5, "quarantined_windows": 0}
+    assert report["domains"]["h264"]["drives"] == 0
     assert report["source"]["from_sim"] == str(SEED) and report["source"]["samples"] == 2
     cols = load_shards(root / "a")
     order = np.argsort(clips.columns["clip_id"])
@@ -68,6 +77,32 @@ def test_split_is_per_log_block_and_shards_are_deterministic(sim_shards):
         a, b = np.load(path), np.load(root / "b" / path.name)
         for k in a.files:
             np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_video_domain_drives_are_read_back_through_the_pai_reader(sim_shards):
+    """A drive in the h264 domain is one PAI clip (12 s < 20 s) read back by `coclabel clips`'s
+    reader and assembler: t0 every second from 2 s (1.6 s of history) to the last ego pose."""
+    root = sim_shards[0]
+    clips, quarantined = h264_clips(SEED, 0.2, 1.0)
+    assert quarantined == 0
+    assert [c["t0_us"] for c in clips] == [s * 1_000_000 for s in range(2, 13)]
+    assert len({c["log_id"] for c in clips}) == 1 and all(len(c["images"]) == 16 for c in clips)
+    report = build_sim_shards([SEED], root / "v", f"tiny:{root / 'teacher'}", "cpu", 40, 72, minutes=0.2, stride_s=1.0,
+                              cache=root / "cache", samples=2, heldout_percent=50, n_shards=2, label_batch=4, pai_percent=100)
+    assert report["domains"]["h264"] == {"drives": 1, "clips": 11, "quarantined_windows": 0}
+    assert report["source"]["pai_percent"] == 100
+    cols = load_shards(root / "v")
+    assert set(cols["domain"]) == {"h264"} and sorted(cols["clip_id"]) == sorted(c["clip_id"] for c in clips)
+    jpeg = load_shards(root / "a")
+    assert set(jpeg["domain"]) == {"jpeg"}
+    assert cols["images"].dtype == np.uint8 and cols["images"].shape[1:] == (16, 40, 72, 3)
+
+
+def test_drive_domains_follow_the_share():
+    seeds = range(1000)
+    assert all(domain_of(s, 0) == "jpeg" and domain_of(s, 100) == "h264" for s in seeds)
+    share = sum(domain_of(s, 50) == "h264" for s in seeds)
+    assert 450 <= share <= 550 and share == sum(domain_of(s, 50) == "h264" for s in seeds)
 
 
 def test_non_finite_samples_leave_the_clip_out():

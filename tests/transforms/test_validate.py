@@ -105,6 +105,18 @@ def test_kinematics_of_a_circle_and_a_constant_acceleration():
     assert np.allclose(kin.lon_accel, 2.0) and np.allclose(kin.jerk, 0.0, atol=1e-8)
 
 
+def test_kinematics_of_a_batch_are_bit_for_bit_each_trajectorys_own():
+    rng = np.random.default_rng(0)
+    noisy = (rng.normal(size=(64, 3)).cumsum(0).astype(np.float32), rng.normal(size=64).cumsum().astype(np.float32))
+    trajectories = [circle(8.0, 0.05), accelerating(5.0, 2.0), noisy, straight()]
+    batch = kinematics(np.stack([t[0] for t in trajectories]), np.stack([t[1] for t in trajectories]))
+    assert batch.lon_accel.shape == (4, 63) and batch.jerk.shape == (4, 62) and batch.yaw_rate.shape == (4, 64)
+    for j, trajectory in enumerate(trajectories):
+        one = kinematics(*trajectory)
+        for name in ("lon_accel", "lat_accel", "curvature", "jerk", "lon_jerk", "yaw_rate", "yaw_accel"):
+            assert np.array_equal(getattr(batch[j], name), getattr(one, name)), name
+
+
 def test_nan_is_nonfinite_with_sample_index():
     xyz, yaw = straight()
     xyz = xyz.copy()
