@@ -1,6 +1,6 @@
 """The run manifest (`_manifest.json`, schemas/manifest.py): what ran, on what, and what it wrote.
 
-Counts are read back from the written dataset (`counts_from_dataset`), so they are exact and a
+Counts are read back from the written dataset (`dataset_summary`), so they are exact and a
 rerun gives the same numbers. `transforms.parquet.mark_complete` writes the manifest, then
 `_SUCCESS`.
 """
@@ -39,18 +39,13 @@ def package_versions(packages: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]
     return versions
 
 
-def counts_from_dataset(out_uri: str) -> dict:
-    """{logs, windows, clips, labels, quarantined: {stage: {reason: n}}} of the written dataset.
-
-    logs: distinct log ids in any table; windows: distinct (log_id, t0_us) clip windows in any
-    table (log-level quarantine rows have no t0); clips, labels: rows.
-    """
-    return dataset_summary(out_uri)[0]
-
-
 def dataset_summary(out_uri: str) -> tuple[dict, list[dict]]:
-    """(`counts_from_dataset`, the distinct teachers {name, version, weights_sha256} of the
-    labels, sorted), from one read of each table."""
+    """(counts, teachers) of the written dataset, from one read of each table.
+
+    counts: {logs, windows, clips, labels, quarantined: {stage: {reason: n}}}; logs: distinct log
+    ids in any table; windows: distinct (log_id, t0_us) clip windows in any table (log-level
+    quarantine rows have no t0); clips, labels: rows. teachers: the distinct {name, version,
+    weights_sha256} of the labels, sorted."""
     tables = {
         "clips": read_table(out_uri, "clips", ["log_id", "t0_us"]),
         "labels": read_table(out_uri, "labels", ["log_id", "t0_us", "teacher"]),

@@ -242,15 +242,16 @@ def _check_samples(samples: list[dict], v0: float, truth: np.ndarray | None,
     """Each sample's checks; the kinematics of every well-formed trajectory in one batch."""
     trajectories = [_trajectory(sample) for sample in samples]
     formed = [k for k, t in enumerate(trajectories) if isinstance(t[0], np.ndarray)]
+    row_of = {k: row for row, k in enumerate(formed)}  # sample -> its row in the batch
     kins = kinematics(np.stack([trajectories[k][0] for k in formed]),
                       np.stack([trajectories[k][1] for k in formed])) if formed else None
     results = []
     for k, sample in enumerate(samples):
         text = sample.get("reasoning") or ""
         result = _SampleResult(failures=[], flags=set())
-        if k in formed:
+        if k in row_of:
             xyz, yaw = trajectories[k]
-            _check_trajectory(result, xyz, yaw, kins[formed.index(k)], v0, truth, text, config)
+            _check_trajectory(result, xyz, yaw, kins[row_of[k]], v0, truth, text, config)
         else:
             result.failures.append(trajectories[k])
         result.failures += reasoning_failures(text, config)

@@ -7,7 +7,6 @@ from tests.datasets import TEACHER as LABELLED_BY
 from tests.datasets import clip_row, label_row, quarantine_row, sample
 from transforms.manifest import (
     build_manifest,
-    counts_from_dataset,
     dataset_summary,
     package_versions,
     read_manifest,
@@ -38,7 +37,7 @@ def write_dataset(out):
                          DATE, "veh-2", "log-b-0")
 
 
-def test_counts_from_dataset(tmp_path):
+def test_dataset_summary_counts(tmp_path):
     write_dataset(str(tmp_path))
     expected = {
         "logs": 3,
@@ -47,17 +46,15 @@ def test_counts_from_dataset(tmp_path):
         "labels": 3,
         "quarantined": {"clips": {"pose_gap": 1}, "read": {"log_unreadable": 1}, "validate": {"nonfinite": 1}},
     }
-    assert counts_from_dataset(str(tmp_path)) == expected
+    assert dataset_summary(str(tmp_path))[0] == expected
     write_dataset(str(tmp_path))  # a rerun writes the same files
-    assert counts_from_dataset(str(tmp_path)) == expected
+    assert dataset_summary(str(tmp_path))[0] == expected
 
 
 def test_dataset_summary_lists_the_distinct_teachers(tmp_path):
     out = str(tmp_path)
     write_dataset(out)
-    counts, teachers = dataset_summary(out)
-    assert counts == counts_from_dataset(out)
-    assert teachers == [LABELLED_BY]
+    assert dataset_summary(out)[1] == [LABELLED_BY]
     other = dict(label_row("log-d", 0, SAMPLES, vehicle_id="veh-2"), teacher=TEACHER)
     write_partition_file(out, "labels", [other], DATE, "veh-2", "log-d-0")
     assert dataset_summary(out)[1] == [TEACHER, LABELLED_BY]  # sorted by name, version, sha256
@@ -66,9 +63,9 @@ def test_dataset_summary_lists_the_distinct_teachers(tmp_path):
 
 def test_counts_of_an_empty_dataset_on_memory_fs():
     out = f"memory://coclabel-{uuid.uuid4().hex}/empty"
-    assert counts_from_dataset(out) == {"logs": 0, "windows": 0, "clips": 0, "labels": 0, "quarantined": {}}
+    assert dataset_summary(out)[0] == {"logs": 0, "windows": 0, "clips": 0, "labels": 0, "quarantined": {}}
     write_dataset(out)
-    assert counts_from_dataset(out)["windows"] == 5
+    assert dataset_summary(out)[0]["windows"] == 5
 
 
 def test_run_id_is_deterministic():
@@ -83,7 +80,7 @@ def test_build_write_and_read_manifest(tmp_path):
     out = str(tmp_path)
     write_dataset(out)
     manifest = build_manifest(["/fleet/b.mcap", "/fleet/a.mcap"], {"samples": 6}, dict(TEACHER, path="/w"),
-                              counts_from_dataset(out), {"clips": 1.23456, "teacher": 2}, created_utc="2026-01-01T00:00:00+00:00")
+                              dataset_summary(out)[0], {"clips": 1.23456, "teacher": 2}, created_utc="2026-01-01T00:00:00+00:00")
     validate_manifest(manifest)
     assert manifest["inputs"] == ["/fleet/a.mcap", "/fleet/b.mcap"]
     assert manifest["teacher"] == TEACHER
