@@ -70,6 +70,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", type=int, default=4, help="number of training shards (default 4)")
     parser.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
     parser.add_argument("--resume", action="store_true", help="continue from DIR/train_state.safetensors if present")
+    parser.add_argument("--init", metavar="STUDENT_DIR",
+                        help="start from this student folder's weights and tokenizer (same --student), e.g. to "
+                             "distil a committed student further or from a new teacher; default: a fresh student")
     parser.add_argument("--reuse-shards", action="store_true",
                         help="skip building DIR/shards/ when it holds shards of the same source")
     parser.add_argument("--eval-clips", type=int, default=500, help="held-out clips evaluated at the end (default 500; 0: none)")
@@ -250,7 +253,10 @@ def run(args, beam_args) -> int:
             progress.update(task, completed=step, losses=" ".join(f"{k} {v:.3f}" for k, v in losses.items()))
 
         info = distill(select(columns, "train"), student, args.out, cfg, resume=args.resume, progress=update,
-                       info_extra={"heldout_percent": args.heldout_percent, "labels": args.labels, "source": source})
+                       info_extra={"heldout_percent": args.heldout_percent, "labels": args.labels, "source": source},
+                       init=args.init)
+    if info["unknown_words"]:
+        print(f"warning: words outside the --init tokenizer, learnt as <unk>: {' '.join(info['unknown_words'])}")
     print(f"wrote {args.out}/student.safetensors after {info['steps_done']} steps on {info['clips']} clips; "
           f"losses {info['final_losses']}")
     heldout = select(columns, "heldout")

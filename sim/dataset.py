@@ -34,8 +34,10 @@ JPEG_QUALITY = 90
 # (2: leads come into view earlier; the truth names no vehicle before it is in view;
 #  3: the expert brakes for a lead or a pedestrian only after 6.4 s in view, pedestrians come
 #  into view earlier, a return after an overtake is explained by the clear right lane, a slower
-#  vehicle is named from when it comes into view)
-SIM_VERSION = 3
+#  vehicle is named from when it comes into view;
+#  4: signal heads are rendered out to 250 m and lit lamps do not fade, so that a red light the
+#  expert starts braking for, up to ~240 m ahead with the truth's 6.4 s look-ahead, is in view)
+SIM_VERSION = 4
 START_US = 1_767_254_400_000_000  # 2026-01-01T08:00:00Z
 TRUTH_COLUMNS = ("family", "cause", "reasoning", "longitudinal", "lateral")
 

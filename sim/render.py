@@ -4,7 +4,10 @@ Frames: world -> ego body (Snapshot.ego_xyz / ego_rot, body -> world) -> camera 
 (CameraSpec.rotation is optical -> body, CameraSpec.xyz the mount in the body frame).
 Painter's algorithm: the background (sky gradient, far ground), ground polygons in GROUND_KINDS
 order, then objects far to near with back faces culled. Polygons crossing the near plane are
-clipped in camera space; everything farther than `cull_radius_m` from the ego is skipped.
+clipped in camera space; the ground and static objects farther than `cull_radius_m` from the ego
+are skipped, but signal heads are drawn out to `far_radius_m` and agents at any distance, so that
+the cues the expert reacts to (a red light or a pedestrian at up to about 240 m, with the 6.4 s
+the truth looks ahead) are in the images; they fade over the longer range, and lit lamps not at all.
 Traffic-light heads are drawn from StaticMap.lights: a dark housing facing the approaching
 traffic with red, yellow and green lamps, top to bottom; the lamp of the current state is lit.
 A "light_head" box within 1 m of a TrafficLight is that head's stand-in and is not drawn; poles
@@ -21,6 +24,7 @@ from sim.scene import BOX_KINDS, GROUND_KINDS, LIGHT_STATES, Agent, Box, Snapsho
 
 NEAR_M = 0.2
 CULL_RADIUS_M = 150.0
+FAR_RADIUS_M = 250.0  # signal heads, and the fog range of agents and signal heads
 
 GROUND_DAY = {
     "grass": (88, 126, 64), "sidewalk": (168, 166, 158), "road": (86, 86, 90),
@@ -168,8 +172,9 @@ def _camera_pose(camera: CameraSpec, ego_xyz: np.ndarray, ego_rot: np.ndarray):
 class Renderer:
     """Renders one StaticMap from any ego pose and camera; build once per drive."""
 
-    def __init__(self, static_map: StaticMap, cull_radius_m: float = CULL_RADIUS_M):
-        self.cull_radius_m = cull_radius_m
+    def __init__(self, static_map: StaticMap, cull_radius_m: float = CULL_RADIUS_M,
+                 far_radius_m: float = FAR_RADIUS_M):
+        self.cull_radius_m, self.far_radius_m = cull_radius_m, far_radius_m
         self._init_ground(static_map)
         self._init_objects(static_map)
         self._agent_meshes: dict = {}
@@ -250,9 +255,11 @@ class Renderer:
         view.draw(draw, cam, starts[keep], counts[keep], crossing[keep], colors[keep])
 
     def _draw_objects(self, draw, view: "_View", snapshot: Snapshot, ego_xyz, ego_rot) -> None:
-        scene = self._static.near(ego_xyz, self.cull_radius_m)
+        scene = self._static.near(ego_xyz, self.cull_radius_m, self.far_radius_m)
+        fog_end = np.where(scene.light >= 0, self.far_radius_m, self.cull_radius_m)
         if snapshot.agents:
             scene = _Scene.concat([scene, self._agents(snapshot.agents)])
+            fog_end = np.r_[fog_end, np.full(len(scene.normals) - len(fog_end), self.far_radius_m)]
         if not len(scene.normals):
             return
         states = np.array([_state_index(snapshot.light_states.get(i, "off")) for i in self._light_ids] + [3])
@@ -270,7 +277,7 @@ class Renderer:
         order_by_distance = np.argsort(-(distance - HEAD_PAINT_BIAS_M * (scene.light[order] >= 0)), kind="stable")
         order = order[order_by_distance]
         colors = _colors(scene, order, lit[order], snapshot.night, ego_xyz, ego_rot, distance[order_by_distance],
-                         self.cull_radius_m)
+                         fog_end[order])
         view.draw(draw, cam, starts[order], np.full(len(order), raster.N_VERTS), crossing[order], colors)
 
     def _agents(self, agents: list[Agent]) -> "_Scene":
@@ -304,10 +311,11 @@ def _state_index(state: str) -> int:
 
 
 def _colors(scene: "_Scene", order: np.ndarray, lit: np.ndarray, night: bool, ego_xyz, ego_rot,
-            distance: np.ndarray, fog_end: float) -> np.ndarray:
+            distance: np.ndarray, fog_end: np.ndarray) -> np.ndarray:
     """Face colours (len(order), 3) uint8: flat shading by face direction by day; at night an
     ambient level plus the ego's headlights, except for emissive faces and lit lamps; far
-    objects fade towards the horizon (`distance` from the camera, full fog at `fog_end`)."""
+    objects but lit lamps fade towards the horizon (`distance` from the camera, full fog at
+    each face's `fog_end`)."""
     n = scene.normals[order]
     side = 0.72 + 0.2 * (n[:, :2] @ SUN_XY)
     shade = np.where(n[:, 2] > 0.5, 1.0, np.where(n[:, 2] < -0.5, 0.45, side))
@@ -322,7 +330,7 @@ def _colors(scene: "_Scene", order: np.ndarray, lit: np.ndarray, night: bool, eg
         color = scene.day[order] * np.where(emissive, 1.0, shade)[:, None]
     lamp = scene.lamp[order][lit]
     color[lit] = np.where(scene.glow[order][lit, None], LAMP_GLOW[lamp], LAMP_LIT[lamp])
-    fog = np.clip((distance / fog_end - FOG_START) / (1 - FOG_START), 0, 1)[:, None] * FOG_MAX
+    fog = np.clip((distance / fog_end - FOG_START) / (1 - FOG_START), 0, 1)[:, None] * FOG_MAX * ~lit[:, None]
     horizon = np.asarray((SKY_NIGHT if night else SKY_DAY)["horizon"], float)
     color += (horizon - color) * fog
     return np.clip(np.round(color), 0, 255).astype(np.uint8)
@@ -360,14 +368,16 @@ class _Scene:
     def concat(cls, scenes: list["_Scene"]) -> "_Scene":
         return cls(**{f: np.concatenate([getattr(s, f) for s in scenes]) for f in cls.FIELDS})
 
-    def near(self, ego_xyz: np.ndarray, radius: float) -> "_Scene":
-        """The polygons of the objects whose centre lies within `radius` of the ego (in xy)."""
+    def near(self, ego_xyz: np.ndarray, radius: float, light_radius: float) -> "_Scene":
+        """The polygons of the objects whose centre lies within `radius` of the ego (in xy),
+        `light_radius` for signal heads."""
         if not len(self.centers):
             return self
         if self._firsts is None:  # each object's polygons are contiguous and share its centre
             self._firsts = np.flatnonzero(np.r_[True, (self.centers[1:] != self.centers[:-1]).any(1)])
         firsts = self._firsts
-        keep = ((self.centers[firsts, :2] - ego_xyz[:2]) ** 2).sum(1) <= radius**2
+        reach = np.where(self.light[firsts] >= 0, light_radius, radius)
+        keep = ((self.centers[firsts, :2] - ego_xyz[:2]) ** 2).sum(1) <= reach**2
         counts = np.diff(np.r_[firsts, len(self.centers)])[keep]
         starts = np.r_[0, np.cumsum(counts)[:-1]]
         index = np.repeat(firsts[keep] - starts, counts) + np.arange(counts.sum())

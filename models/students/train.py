@@ -31,9 +31,9 @@ from models.action_space import speed_from_history, traj_to_actions
 from models.geometry import matrix_to_yaw
 from models.students.config import StudentConfig
 from models.students.model import Student
-from models.students.policy import save_student
+from models.students.policy import load_student_model, save_student
 from models.teacher import images_tensor
-from models.tokenizer import Tokenizer
+from models.tokenizer import Tokenizer, pieces
 
 STATE_FILE = "train_state.safetensors"
 
@@ -105,26 +105,47 @@ def load_state(path: Path, model: Student, opt: torch.optim.Optimizer) -> int:
     return step
 
 
+def unknown_words(texts, tokenizer: Tokenizer) -> list[str]:
+    """The words of `texts` that `tokenizer` does not know (they would be encoded as <unk>)."""
+    return sorted({p for text in texts for p in pieces(text) if p not in tokenizer.index})
+
+
+def initial_student(student_cfg: StudentConfig, init: str | Path) -> tuple[Student, Tokenizer]:
+    """The student folder `init`'s model and tokenizer, to continue from; its config must be `student_cfg`'s."""
+    model, tokenizer = load_student_model(init)
+    if model.student_cfg != student_cfg:
+        raise ValueError(f"--init {init} holds student {model.student_cfg.name!r} with another configuration than "
+                         f"{student_cfg.name!r}; continue from a folder of the same student")
+    return model, tokenizer
+
+
 def distill(columns: dict[str, np.ndarray], student_cfg: StudentConfig, out_dir: str | Path, cfg: TrainConfig,
-            resume: bool = False, progress=None, info_extra: dict | None = None) -> dict:
+            resume: bool = False, progress=None, info_extra: dict | None = None, init: str | Path | None = None) -> dict:
     """Train a student on the "train" rows of `columns` (models/students/data.py); writes the
     student folder (policy.py) into `out_dir` and returns the training summary.
+    `init`: a student folder to continue from (its weights, action scale and tokenizer; words of
+    the texts outside that tokenizer become <unk> and are listed in the summary).
     `progress(step, total, losses)` is called after every step."""
     if len(columns["clip_id"]) == 0:
         raise ValueError("no training clips (every clip is held out or none was labelled)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     texts = sorted({str(t) for t in columns["teacher_text"].ravel()})
-    tokenizer = Tokenizer.fit(texts)
+    torch.manual_seed(cfg.seed)
+    if init is not None:
+        model, tokenizer = initial_student(student_cfg, init)
+    else:
+        tokenizer = Tokenizer.fit(texts)
+        model = Student(student_cfg, len(tokenizer))
+    unknown = unknown_words(texts, tokenizer)
     data = training_tensors(columns, tokenizer, student_cfg.max_text_len)
     text_len = (data["text"] != 0).sum(-1)  # (N, K), on the CPU: batches are cut without waiting for the GPU
     cuda = cfg.device.startswith("cuda")
     if cuda:
         data = {k: v.to(cfg.device) for k, v in data.items()}
     n, K = data["teacher"].shape[:2]
-    torch.manual_seed(cfg.seed)
-    model = Student(student_cfg, len(tokenizer))
-    model.action_scale.copy_(data["teacher"].flatten(0, 2).std(0).clamp(min=1e-3).cpu())
+    if init is None:
+        model.action_scale.copy_(data["teacher"].flatten(0, 2).std(0).clamp(min=1e-3).cpu())
     model.to(cfg.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, fused=cuda)
     state_path = out_dir / STATE_FILE
@@ -176,6 +197,7 @@ def distill(columns: dict[str, np.ndarray], student_cfg: StudentConfig, out_dir:
             break
     model.eval()
     info = {"train": asdict(cfg), "steps_done": step, "clips": n, "samples_per_clip": K, "vocabulary": len(tokenizer),
+            "init": None if init is None else str(init), "unknown_words": unknown,
             "final_losses": losses, "log": history, **(info_extra or {})}
     save_student(model.cpu(), tokenizer, out_dir, info)
     return info

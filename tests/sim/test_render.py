@@ -112,6 +112,30 @@ def test_lit_lamp_spans_pixels_at_40m():
     assert red.sum() >= 3
 
 
+@pytest.mark.parametrize("night", [False, True])
+def test_red_light_220m_ahead_reaches_the_teachers_input(night):
+    """The expert brakes for a red light from 150 m, so a clip's truth names one up to ~240 m
+    ahead: beyond the ground's cull radius, its lit lamp must still show, unfaded, in the tele
+    camera at the teacher's 80x144 input (decoded as the teacher decodes)."""
+    from models.teacher import decode_image
+    from sim.dataset import jpeg_bytes
+
+    tele = RIG["camera_front_tele_30fov"]
+    light_x = 221.8  # 220 m ahead of the camera
+    s = snapshot("red", night=night)
+    image = Renderer(street(light_x)).render(s, tele)
+    r, g, b = pixel(image, tele, lamp_center(street(light_x).lights[0], "red"), s)
+    assert r >= 240 and g <= 60 and b <= 60  # no fog on a lit lamp
+    small = decode_image(jpeg_bytes(image), 80, 144).astype(int)
+    uv, _ = project(tele, s.ego_xyz, s.ego_rot, lamp_center(street(light_x).lights[0], "red")[None])
+    u, v = (uv[0] / 4).astype(int)
+    patch = small[v - 1:v + 2, u - 1:u + 2]
+    assert (patch[..., 0] - patch[..., 1:].max(-1)).max() >= 60  # a clearly red pixel
+    far = Renderer(street(261.8)).render(s, tele)  # past the signal heads' 250 m: not drawn
+    red = (far[..., 0].astype(int) - far[..., 1:].max(-1)) > 60
+    assert not red.any()
+
+
 def test_signal_head_seen_from_behind_shows_no_lamp():
     # Ego heading -x, 25 m beyond the head: it sees the back of the housing, not the lamps.
     s = snapshot("red", x=26.8 + 26.8, yaw=np.pi)

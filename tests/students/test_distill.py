@@ -73,6 +73,24 @@ def test_resume_continues_exactly(shards, tmp_path):
     assert policy.name == "student-nano"
 
 
+def test_init_continues_from_a_student_folder(shards, tmp_path):
+    torch.set_num_threads(1)
+    cols = select(load_shards(shards[1]), "train")
+    cfg = TrainConfig(steps=2, batch_size=4, lr=0.0)  # lr 0: the weights must come through unchanged
+    first = distill(cols, student_config("nano"), tmp_path / "first", TrainConfig(steps=2, batch_size=4))
+    assert first["unknown_words"] == [] and first["init"] is None
+    cols_new = {**cols, "teacher_text": np.where(np.arange(cols["teacher_text"].shape[1]) == 0,
+                                                 "Keep speed since the road is empty.", cols["teacher_text"])}
+    again = distill(cols_new, student_config("nano"), tmp_path / "again", cfg, init=tmp_path / "first")
+    assert again["unknown_words"] == ["empty"] and again["vocabulary"] == first["vocabulary"]
+    a, b = load_file(tmp_path / "first" / "student.safetensors"), load_file(tmp_path / "again" / "student.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert (tmp_path / "first" / "tokenizer.json").read_text() == (tmp_path / "again" / "tokenizer.json").read_text()
+    with pytest.raises(ValueError, match="same student"):
+        distill(cols, student_config("nano-regression"), tmp_path / "other", cfg, init=tmp_path / "first")
+
+
 @pytest.mark.gpu
 def test_mixed_precision_training_on_cuda(shards, tmp_path):
     if not torch.cuda.is_available():
