@@ -13,16 +13,24 @@ command's default; 1 thread on 1 core).
   t0-0.3 s, -0.2, -0.1, t0, on the 0.5 s grid): what the label pipeline asks of it. Pixels are
   RGB at the clips' stored size (320x576; larger videos are scaled down by swscale first).
 - reader, every frame: the same with every frame's pixels used.
+- reader, no pixels: the same with no pixels used: decoding and the time-ordered merge alone.
+  Per frame the teacher takes, the reader's time less this is what converting costs, and the
+  target's time (ffmpeg's CPU seconds / 0.8) less this is what the target leaves for it.
 - ffmpeg: `ffmpeg -i FILE -f null -` on each camera's mp4, extracted from its zip; CPU time from
   its `-benchmark` line (the decode loop, without process start-up). The null output converts
   nothing. Beside it, ffmpeg doing the reader's conversion for every frame
   (`-vf scale=576:320:flags=bilinear,format=rgb24`; at the video's size when it is not larger).
 - PyAV decode only, and decode + rgb24 at the video's size, on the extracted files: the floor and
-  what converting every frame at full size costs.
+  what converting every frame at full size costs. Beside them, PyAV decoding one camera's file
+  after another and converting the teacher's frames right after their decode with the reader's
+  converter: the reader without its time-ordered merge of the 4 cameras.
 Frames/s per core = frames decoded / CPU seconds. The decoders take turns, --repeats rounds; the
 best round counts (the median, and the median of the rounds' own ratios, are beside it), so a
 busy machine shifts the ratio little. The load average is printed before and after.
 Target: reader (teacher's frames) >= 0.8x ffmpeg.
+For a video larger than the stored size, ways of shrinking with swscale are timed apart (same
+core), on the first camera's first 40 frames, with the PSNR of their pixels against the
+reader's and against PIL's bilinear resize of the full-size frame.
 
 Decoding share: the reader decodes every frame of the 4 cameras in order, so a log of W clip
 windows costs (its frames) / W decoded frames per window (about 4 cameras x 10 Hz x 0.5 s stride
@@ -57,7 +65,9 @@ CLIP_SECONDS = 20  # one full PAI clip per vehicle
 BENCH_LINE = re.compile(r"bench: utime=([\d.]+)s stime=([\d.]+)s rtime=([\d.]+)s")
 FRAME_LINE = re.compile(r"frame=\s*(\d+)")
 NAMES = {"reader": "PaiClipSource, teacher's frames -> RGB", "reader_all": "PaiClipSource, every frame -> RGB",
+         "reader_none": "PaiClipSource, no pixels (decode + merge)",
          "ffmpeg": "ffmpeg -f null", "ffmpeg_rgb": "ffmpeg -vf scale,format=rgb24 -f null",
+         "pyav_taken": "PyAV, one camera after another, teacher's frames -> RGB as the reader",
          "pyav_decode": "PyAV decode only",
          "pyav_decode_rgb24": "PyAV decode + rgb24 at video size"}
 
@@ -93,13 +103,19 @@ def extract_videos(root: Path, clip_id: str, cameras, into: Path) -> list[Path]:
     return paths
 
 
+def frame_times(root: Path, clip_id: str, camera: str):
+    """The timestamps (us) of a camera's frames in `clip_id`, in video order."""
+    import io
+
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(read_member(root, camera, "frame_timestamps", clip_id)))["timestamp"].to_numpy()
+
+
 def teacher_frames(root: Path, clip_id: str, cameras) -> set[tuple[str, int]]:
     """(camera, t_us) of the frames the clip's t0 windows take: per t0 of its grid and per frame
     offset, the latest frame at or before t0 + offset."""
-    import io
-
     import numpy as np
-    import pandas as pd
 
     from schemas.contract import FRAME_OFFSETS_US
     from transforms.clips import t0_grid
@@ -109,10 +125,16 @@ def teacher_frames(root: Path, clip_id: str, cameras) -> set[tuple[str, int]]:
     wanted = np.array([t0 + offset for t0 in t0_grid(info) for offset in FRAME_OFFSETS_US])
     taken = set()
     for camera in cameras:
-        t = pd.read_parquet(io.BytesIO(read_member(root, camera, "frame_timestamps", clip_id)))["timestamp"].to_numpy()
+        t = frame_times(root, clip_id, camera)
         i = np.searchsorted(t, wanted, "right") - 1
         taken |= {(camera, int(t[k])) for k in i[i >= 0]}
     return taken
+
+
+def taken_indices(root: Path, clip_id: str, cameras, taken: set[tuple[str, int]]) -> list[set[int]]:
+    """Per camera, the indices in its video of its frames in `taken`."""
+    return [{i for i, t in enumerate(frame_times(root, clip_id, camera)) if (camera, int(t)) in taken}
+            for camera in cameras]
 
 
 def in_process(fn: Callable[[], int]) -> Callable[[], tuple[int, float, float]]:
@@ -147,6 +169,15 @@ def paired_ratio(results: dict, name: str) -> float:
                                                    strict=True))
 
 
+def convert_ms(results: dict, frames_taken: int) -> dict:
+    """CPU ms per frame taken, best rounds: what converting it costs the reader (its time less
+    its time without pixels) and what the target leaves for it (ffmpeg's time / TARGET_RATIO
+    less the reader's without pixels)."""
+    decoding = results["reader_none"]["cpu_s"]
+    return {"spent": round(1000 * (results["reader"]["cpu_s"] - decoding) / frames_taken, 3),
+            "budget": round(1000 * (results["ffmpeg"]["cpu_s"] / TARGET_RATIO - decoding) / frames_taken, 3)}
+
+
 def rates(frames: int, cpu_s: float, wall_s: float, median_cpu_s: float) -> dict:
     return {"frames": frames, "cpu_s": round(cpu_s, 4), "median_cpu_s": round(median_cpu_s, 4),
             "wall_s": round(wall_s, 4), "fps_per_core": round(frames / cpu_s, 1),
@@ -168,14 +199,15 @@ def reader_frames(root: Path, clip_id: str, cameras, threads: int, convert: set 
     return frames
 
 
-def pyav_frames(videos: list[Path], fmt: str | None, threads: int) -> int:
-    """Frames of `videos` decoded with PyAV (`threads` decoder threads, as the reader), converted
-    to `fmt` at the video's size (one swscale thread) unless None."""
+def pyav_frames(videos: list[Path], threads: int, convert: Callable | None = None,
+                taken: list[set[int]] | None = None) -> int:
+    """Frames of `videos` decoded with PyAV, one file after another (`threads` decoder threads, as
+    the reader); `convert(frame)` right after the decode of each frame, or with `taken` (frame
+    indices per video) of those frames only."""
     import av
-    from av.video.reformatter import VideoReformatter
 
     n = 0
-    for path in videos:
+    for k, path in enumerate(videos):
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             if threads == 1:
@@ -183,12 +215,90 @@ def pyav_frames(videos: list[Path], fmt: str | None, threads: int) -> int:
             else:
                 stream.thread_type = "AUTO"
                 stream.codec_context.thread_count = threads
-            convert = VideoReformatter()
-            for frame in container.decode(stream):
-                if fmt:
-                    convert.reformat(frame, format=fmt, threads=1).to_ndarray()
+            for i, frame in enumerate(container.decode(stream)):
+                if convert is not None and (taken is None or i in taken[k]):
+                    convert(frame)
                 n += 1
     return n
+
+
+def shrink_steps(size: tuple[int, int], video_size: tuple[int, int]) -> dict[str, list[dict]]:
+    """Ways to scale a frame of `video_size` down to `size` (both height, width) and make it rgb24
+    with swscale, as the arguments of successive `VideoReformatter.reformat` calls; the first is
+    the reader's (`RgbConverter`)."""
+    rgb = {"format": "rgb24"}
+
+    def scale(interpolation: str, to: tuple[int, int] = size) -> dict:
+        return {"height": to[0], "width": to[1], "interpolation": interpolation}
+
+    half = (video_size[0] // 2, video_size[1] // 2)
+    return {"bilinear, then rgb24 (the reader's)": [scale("BILINEAR"), rgb],
+            "area, then rgb24": [scale("AREA"), rgb],
+            "area to half the video's size, bilinear, then rgb24": [scale("AREA", half), scale("BILINEAR"), rgb],
+            "bilinear straight to rgb24": [{**scale("BILINEAR"), **rgb}],
+            "fast_bilinear, then rgb24": [scale("FAST_BILINEAR"), rgb],
+            "point (nearest), then rgb24": [scale("POINT"), rgb]}
+
+
+def bench_shrinks(video: Path, size: tuple[int, int], frames: int = 40, passes: int = 3) -> dict:
+    """Each of `shrink_steps` on the first `frames` frames of `video` (decoded beforehand and held,
+    so cold in cache as the reader's): CPU ms per frame (best of `passes`, ending with a copy to
+    an array), and PSNR (dB; None: identical) of its pixels against the reader's and against
+    PIL's bilinear resize of the full-size RGB frame."""
+    import itertools
+
+    import av
+    from PIL import Image
+
+    from transforms.sources.pai import RgbConverter
+
+    with av.open(str(video)) as container:
+        decoded = list(itertools.islice(container.decode(video=0), frames))
+    reader = RgbConverter(size)
+    reader_pixels = [reader(f).copy() for f in decoded]
+    pil = [Image.fromarray(f.to_ndarray(format="rgb24")).resize(size[::-1], Image.Resampling.BILINEAR) for f in decoded]
+    results = {}
+    for name, steps in shrink_steps(size, (decoded[0].height, decoded[0].width)).items():
+        shrink = reformat_steps(steps)
+        pixels = [shrink(f) for f in decoded]
+        results[name] = {"ms_per_frame": round(cpu_ms_per_frame(shrink, decoded, passes), 3),
+                         "psnr_vs_reader_db": psnr(pixels, reader_pixels), "psnr_vs_pil_db": psnr(pixels, pil)}
+    return results
+
+
+def cpu_ms_per_frame(fn: Callable, frames: list, passes: int) -> float:
+    """CPU ms of `fn` per frame of `frames`, best of `passes` over all of them."""
+    best = float("inf")
+    for _ in range(passes):
+        started = time.process_time()
+        for frame in frames:
+            fn(frame)
+        best = min(best, time.process_time() - started)
+    return 1000 * best / len(frames)
+
+
+def reformat_steps(steps: list[dict]) -> Callable:
+    """frame -> the array of `steps` of VideoReformatter.reformat (one swscale thread, one
+    reformatter per step) applied to it."""
+    from av.video.reformatter import VideoReformatter
+
+    reformatters = [VideoReformatter() for _ in steps]
+
+    def run(frame):
+        for reformatter, step in zip(reformatters, steps, strict=True):
+            frame = reformatter.reformat(frame, threads=1, **step)
+        return frame.to_ndarray()
+    return run
+
+
+def psnr(images, references) -> float | None:
+    """PSNR (dB) of uint8 `images` against `references` over all of them; None when identical."""
+    import numpy as np
+
+    errors = [np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2)
+              for a, b in zip(images, references, strict=True)]
+    mse = np.mean(errors)
+    return None if mse == 0 else round(float(10 * np.log10(255**2 / mse)), 2)
 
 
 def ffmpeg_command(path: Path, threads: int, size: tuple[int, int] | None = None) -> list[str]:
@@ -257,26 +367,31 @@ def fleet_frames(root: Path, cameras) -> int:
 def bench_fleet(fleet: Path, work: Path, cores: int, threads: int, repeats: int) -> dict:
     """The decoders on the first clip of `fleet`, pinned to the first `cores` CPUs."""
     from schemas.contract import IMAGE_HEIGHT, IMAGE_WIDTH, TEACHER_CAMERAS
-    from transforms.sources.pai import RUN_FRAMES, list_pai_clips
+    from transforms.sources.pai import RUN_FRAMES, RgbConverter, list_pai_clips
 
     clip_id = list_pai_clips(str(fleet))[0]
     videos = extract_videos(fleet, clip_id, TEACHER_CAMERAS, work)
     taken = teacher_frames(fleet, clip_id, TEACHER_CAMERAS)
+    indices = taken_indices(fleet, clip_id, TEACHER_CAMERAS, taken)
     height, width = map(int, video_resolution(videos[0]).split("x"))
     stored = (IMAGE_HEIGHT, IMAGE_WIDTH) if height >= IMAGE_HEIGHT and width >= IMAGE_WIDTH else (height, width)
     decoders = {
         "reader": in_process(lambda: reader_frames(fleet, clip_id, TEACHER_CAMERAS, threads, taken)),
         "reader_all": in_process(lambda: reader_frames(fleet, clip_id, TEACHER_CAMERAS, threads, None)),
+        "reader_none": in_process(lambda: reader_frames(fleet, clip_id, TEACHER_CAMERAS, threads, set())),
         "ffmpeg": ffmpeg_decoder(videos, threads),
         "ffmpeg_rgb": ffmpeg_decoder(videos, threads, stored),
-        "pyav_decode": in_process(lambda: pyav_frames(videos, None, threads)),
-        "pyav_decode_rgb24": in_process(lambda: pyav_frames(videos, "rgb24", threads)),
+        "pyav_taken": in_process(lambda: pyav_frames(videos, threads, RgbConverter((IMAGE_HEIGHT, IMAGE_WIDTH)),
+                                                     indices)),
+        "pyav_decode": in_process(lambda: pyav_frames(videos, threads)),
+        "pyav_decode_rgb24": in_process(lambda: pyav_frames(videos, threads, reformat_steps([{"format": "rgb24"}]))),
     }
     cpus = sorted(os.sched_getaffinity(0))
     load_before = os.getloadavg()
     os.sched_setaffinity(0, cpus[:cores])  # inherited by the ffmpeg children
     try:
         results = measure(decoders, repeats)
+        shrinks = bench_shrinks(videos[0], stored) if stored != (height, width) else None
     finally:
         os.sched_setaffinity(0, cpus)
     ffmpeg = results["ffmpeg"]
@@ -286,6 +401,8 @@ def bench_fleet(fleet: Path, work: Path, cores: int, threads: int, repeats: int)
             "reader_vs_ffmpeg_median": round(results["reader"]["median_fps_per_core"]
                                              / ffmpeg["median_fps_per_core"], 3),
             "reader_vs_ffmpeg_paired": round(paired_ratio(results, "reader"), 3),
+            "reader_none_vs_ffmpeg": round(results["reader_none"]["fps_per_core"] / ffmpeg["fps_per_core"], 3),
+            "convert_ms_per_frame": convert_ms(results, len(taken)), "shrinks": shrinks,
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()]}
 
@@ -320,6 +437,23 @@ def print_run(console, run: dict, cores: int, threads: int, repeats: int) -> Non
                   f"the rounds' ratios ({verdict} the target >= {TARGET_RATIO}); "
                   f"{run['frames_taken']} of {run['results']['reader']['frames']} frames converted; "
                   f"load average {run['load_average_before']} before, {run['load_average_after']} after")
+    convert = run["convert_ms_per_frame"]
+    console.print(f"without pixels the reader is {run['reader_none_vs_ffmpeg']:.3f}x ffmpeg: converting each frame "
+                  f"taken costs {convert['spent']:.3f} ms of CPU, the target leaves {convert['budget']:.3f} ms")
+    if run["shrinks"]:
+        print_shrinks(console, run["shrinks"])
+
+
+def print_shrinks(console, shrinks: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="swscale, shrinking a held frame of the first camera to the stored size as RGB")
+    for column in ("steps", "CPU ms per frame", "PSNR vs the reader's, dB", "PSNR vs PIL bilinear, dB"):
+        table.add_column(column, justify="left" if column == "steps" else "right")
+    for name, r in shrinks.items():
+        table.add_row(name, f"{r['ms_per_frame']:.3f}", *("identical" if r[key] is None else f"{r[key]:.1f}"
+                                                           for key in ("psnr_vs_reader_db", "psnr_vs_pil_db")))
+    console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
