@@ -92,11 +92,16 @@ def write_clip_blocks(blocks, out_uri: str):
     """Each block's clips file, written where the block was assembled (image bytes never move)."""
     import apache_beam as beam
 
-    from transforms.parquet import WriteBlocks, block_stem
+    from transforms.parquet import WriteBlocks
 
-    return (blocks
-            | "ClipRows" >> beam.Map(lambda b: (block_stem(b.info.log_id, b.block_start_us), b.clips))
-            | "WriteClips" >> beam.ParDo(WriteBlocks(out_uri, "clips")))
+    return blocks | "WriteClips" >> beam.ParDo(WriteBlocks(out_uri, "clips", stem_rows=block_clip_rows))
+
+
+def block_clip_rows(block) -> tuple[str, list[dict]]:
+    """(file stem, clip rows) of a ClipBlock."""
+    from transforms.parquet import block_stem
+
+    return block_stem(block.info.log_id, block.block_start_us), block.clips
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:

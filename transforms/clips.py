@@ -61,6 +61,7 @@ EMIT_SLACK_US = 1_000_000  # log time past t0 + 6.4 s after which a window no lo
 DEFAULT_BLOCK_US = 60_000_000
 JPEG_QUALITY = 90  # of re-encoded teacher images
 EGO_STREAM = "ego_pose"
+POSE_ROWS = 1024  # ego poses an assembler makes room for at first (10 s at 100 Hz)
 
 
 class Output(NamedTuple):
@@ -218,8 +219,9 @@ class ClipAssembler:
         self._last_t: dict[str, int] = {}
         self._events: list[tuple[str, int, int]] = []  # (stream, t, previous t) decreasing/duplicate
         self._pose_t: list[int] = []
-        self._pose_xyz: list[np.ndarray] = []
-        self._pose_quat: list[np.ndarray] = []
+        # xyz and quat of the poses of _pose_t, one row each; grows by doubling (a window's poses
+        # are then a slice, not hundreds of small arrays to stack)
+        self._pose_values = np.empty((POSE_ROWS, 7))
         self._frames: dict[str, list[_Frame]] = {c: [] for c in TEACHER_CAMERAS}
         self._dropped_t: dict[str, int | None] = {c: None for c in TEACHER_CAMERAS}
         self._pending: list[_Window] = []
@@ -243,9 +245,11 @@ class ClipAssembler:
             return []
         self._last_t[stream] = t
         if stream == EGO_STREAM:
+            n = len(self._pose_t)
+            if n == len(self._pose_values):
+                self._pose_values = np.concatenate([self._pose_values, np.empty_like(self._pose_values)])
+            self._pose_values[n] = (*message.xyz, *message.quat)
             self._pose_t.append(t)
-            self._pose_xyz.append(np.asarray(message.xyz, dtype=np.float64))
-            self._pose_quat.append(np.asarray(message.quat, dtype=np.float64))
         else:
             self._frames[stream].append(_Frame(message))
         self._watermark = t if self._watermark is None else max(self._watermark, t)
@@ -374,7 +378,8 @@ class ClipAssembler:
         cutoff = oldest - MIN_HISTORY_US - self.tolerance_us
         k = bisect_left(self._pose_t, cutoff)
         if k > 256 or (k and k == len(self._pose_t)):  # amortised
-            del self._pose_t[:k], self._pose_xyz[:k], self._pose_quat[:k]
+            del self._pose_t[:k]
+            self._pose_values[:len(self._pose_t)] = self._pose_values[k:k + len(self._pose_t)]
         self._events = [e for e in self._events if max(e[1], e[2]) >= cutoff]
 
     # -- rows ------------------------------------------------------------------------------
@@ -432,8 +437,8 @@ class ClipAssembler:
             return Reason.POSE_GAP, f"no ego pose at or after t0 ({t0} us)"
         # Poses from `first` up to the first one at or after t0 + 6.4 s decide the window.
         end = min(bisect_left(self._pose_t, t0 + HORIZON_US), len(self._pose_t) - 1) + 1
-        xyz = np.asarray(self._pose_xyz[first:end], dtype=np.float64)
-        quat = np.asarray(self._pose_quat[first:end], dtype=np.float64)
+        xyz = np.ascontiguousarray(self._pose_values[first:end, :3])
+        quat = np.ascontiguousarray(self._pose_values[first:end, 3:])
         t = np.asarray(self._pose_t[first:end], dtype=np.int64)
         i_lo, i_hi, i_end = i_lo - first, i_hi - first, end - 1 - first
         finite = np.isfinite(xyz).all(axis=1) & np.isfinite(quat).all(axis=1) & (

@@ -20,6 +20,7 @@ import hashlib
 import json
 import posixpath
 import re
+from typing import Any, Callable, Iterable
 
 import apache_beam as beam
 import fsspec
@@ -179,16 +180,20 @@ class WriteBlocks(beam.DoFn):
     """(file_stem, rows of one partition) -> one file; emits (table, path, row count).
 
     For clips, the element is a whole block of a log, so image bytes are never shuffled.
+    `stem_rows(element)` gives (file_stem, rows) of another kind of element (e.g. a block of
+    clips as it is read, so that its rows never become an element of their own, which runners
+    would sample and encode to estimate its size).
     """
 
-    def __init__(self, out_uri: str, table: str):
+    def __init__(self, out_uri: str, table: str, stem_rows: Callable[[Any], tuple[str, Iterable[dict]]] | None = None):
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}")
         self._out_uri = out_uri
         self._table = table
+        self._stem_rows = stem_rows
 
     def process(self, element):
-        file_stem, rows = element
+        file_stem, rows = element if self._stem_rows is None else self._stem_rows(element)
         rows = list(rows)
         if not rows:
             return

@@ -6,7 +6,8 @@ driver that has planned the blocks already (`plan_blocks`, e.g. for a progress t
 tasks to `ReadClips` instead of the URIs, and no log is opened twice for planning. The blocks
 come out of a single ParDo (no Flatten: the local runner materialises a Flatten's inputs, which
 would hold every block's images in memory): each block goes through its consumers (clip
-writes, the teacher) before the next one is read.
+writes, the teacher) before the next one is read. Blocks have their own coder
+(`ClipBlockCoder`), whose size estimate counts their image bytes instead of encoding them.
 Streaming: timestamped (log_id, message) elements -> a stateful DoFn per log that buffers
 messages until the watermark passes them and feeds them in time order to the same
 `ClipAssembler`.
@@ -58,6 +59,34 @@ class ClipBlock:
     def windows(self) -> int:
         """t0 windows of the block (log-level quarantine rows are not windows)."""
         return len(self.clips) + sum(q["t0_us"] is not None for q in self.quarantine)
+
+
+class ClipBlockCoder(beam.coders.Coder):
+    """Beam's PickleCoder (what a ClipBlock had without a coder of its own), with a size estimate
+    from the bytes of its images (JPEGs and decoded arrays), which make up nearly all of it:
+    runners estimate the size of sampled elements for their metrics, by default by encoding
+    them, and a 60 s block is about 100 MB of pickle."""
+
+    _pickled = beam.coders.PickleCoder()
+
+    def encode(self, block: ClipBlock) -> bytes:
+        return self._pickled.encode(block)
+
+    def decode(self, encoded: bytes) -> ClipBlock:
+        return self._pickled.decode(encoded)
+
+    def estimate_size(self, block: ClipBlock) -> int:
+        return sum(sum(map(len, clip["images"])) + sum(getattr(v, "nbytes", 0) for v in clip.values())
+                   for clip in block.clips)
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def to_type_hint(self):
+        return ClipBlock
+
+
+beam.coders.registry.register_coder(ClipBlock, ClipBlockCoder)
 
 
 @dataclass(frozen=True)
@@ -206,7 +235,7 @@ class ReadClips(beam.PTransform):
     def expand(self, pbegin):
         sources = self._sources
         if isinstance(sources, list) and sources and all(isinstance(s, BlockTask) for s in sources):
-            tasks = pbegin | "Plans" >> beam.Create(sources)
+            tasks = pbegin | "Plans" >> beam.Create(sources, reshuffle=False)  # SpreadBlocks spreads them
         else:
             if not isinstance(sources, beam.PCollection):
                 sources = pbegin | "LogUris" >> beam.Create(sources)
@@ -220,7 +249,8 @@ class ReadClips(beam.PTransform):
             tasks
             | "SpreadBlocks" >> beam.Reshuffle()
             | "AssembleBlocks" >> beam.ParDo(
-                AssembleBlock(self._topic_map, self._stride_us, self._block_us, self._tolerance_us, self._decode))
+                AssembleBlock(self._topic_map, self._stride_us, self._block_us, self._tolerance_us, self._decode)
+            ).with_output_types(ClipBlock)
         )
 
 

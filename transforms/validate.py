@@ -101,7 +101,10 @@ class Kinematics:
 
     def __getitem__(self, index) -> "Kinematics":
         """The kinematics of one trajectory of a batch."""
-        return Kinematics(**{f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)})
+        return Kinematics(*(getattr(self, name)[index] for name in _KINEMATICS_FIELDS))
+
+
+_KINEMATICS_FIELDS = tuple(f.name for f in dataclasses.fields(Kinematics))
 
 
 def kinematics(traj_xyz: np.ndarray, traj_yaw: np.ndarray) -> Kinematics:
@@ -294,7 +297,7 @@ def future_xy(clip: dict) -> np.ndarray | None:
     rows = clip.get("ego_future_xyz")
     if rows is None or len(rows) != NUM_FUTURE or any(r is None for r in rows):
         return None
-    xy = np.asarray([list(r)[:2] for r in rows], dtype=np.float32).astype(np.float64)  # as stored
+    xy = np.asarray([r[:2] for r in rows], dtype=np.float32).astype(np.float64)  # as stored
     return xy if np.isfinite(xy).all() else None
 
 

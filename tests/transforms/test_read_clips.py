@@ -24,6 +24,8 @@ from transforms.parquet import safe_name
 from transforms.read_clips import (
     IDLE_US,
     BlockTask,
+    ClipBlock,
+    ClipBlockCoder,
     ReadClips,
     StreamClips,
     assemble_block,
@@ -229,6 +231,18 @@ def test_blocks_come_out_of_one_pardo_without_a_flatten(fleet):
         transforms = p.to_runner_api().components.transforms.values()
         assert [t.unique_name for t in transforms if t.spec.urn == common_urns.primitives.FLATTEN.urn] == []
         assert any(t.unique_name == "ReadClips/AssembleBlocks" for t in transforms)
+
+
+def test_blocks_have_a_coder_that_estimates_their_size_from_their_images(fleet):
+    """Runners estimate the size of sampled elements; encoding a 60 s block for that is ~100 MB."""
+    task = plan_blocks([str(fleet)], STAMPS, block_us=5 * S)[1]
+    block = assemble_block(task, STAMPS, block_us=5 * S)
+    coder = beam.coders.registry.get_coder(ClipBlock)
+    assert isinstance(coder, ClipBlockCoder)
+    assert coder.decode(coder.encode(block)) == block
+    images = sum(len(image) for clip in block.clips for image in clip["images"])
+    assert coder.get_impl().estimate_size(block) == images
+    assert 0 < images <= len(coder.encode(block))
 
 
 def test_mcap_and_pai_of_one_drive_give_the_same_clips(tmp_path):
