@@ -158,13 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-clips", type=int, default=24, help="windows timed in the naive loop")
     parser.add_argument("--threads", type=int,
                         help="torch intra-op threads on both sides (the pipeline's OMP_NUM_THREADS and the bare "
-                             "teacher's); default: every core for the bare teacher, torch's default in the pipeline")
+                             "teacher's); default: torch's own choice on both sides (its physical cores)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("beam", nargs="*", help="extra options for `coclabel label` (after --)")
     args = parser.parse_args(argv)
-    import torch
+    if args.threads:  # else torch's default, as in the pipeline's child (not os.cpu_count(): SMT siblings)
+        import torch
 
-    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
+        torch.set_num_threads(args.threads)
     scales = [int(s) for s in args.scales.split(",")]
     runs = []
     for _ in range(args.repeats):

@@ -31,6 +31,7 @@ from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 from schemas.reasons import Reason
 from transforms.sources.base import CameraFrame, EgoPose, LogInfo, LogReadError
 from transforms.sources.base import Message as LogMessage
+from transforms.sources.odometry_cdr import decode_odometry, is_standard_odometry
 from transforms.sources.topic_map import DEFAULT, TopicMap
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,9 @@ class _Decoders:
     damaged one fails as it always did) and decodes what the fast path cannot. The fast path is
     rosbags' generated deserialiser, about 3x cheaper on nav_msgs/Odometry (mcap_ros2 reads its
     72 covariance doubles one call at a time); a message it fails on goes to mcap_ros2, so a
-    damaged message gives mcap_ros2's value or error."""
+    damaged message gives mcap_ros2's value or error. A standard nav_msgs/Odometry is first read
+    at fixed offsets (transforms.sources.odometry_cdr, 5x cheaper again); a message that is not
+    exactly standard goes on to the others."""
 
     def __init__(self):
         self._reference = DecoderFactory()
@@ -107,6 +110,9 @@ class _Decoders:
                         return fast(data)
                     except Exception:  # rosbags raises many kinds on a damaged message
                         return reference(data)
+            if is_standard_odometry(schema.name, schema.data.decode()):
+                def decode(data, general=decode):
+                    return decode_odometry(data) or general(data)
         if schema is not None:
             self._decoders[schema.id] = decode
         return decode
