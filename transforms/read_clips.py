@@ -154,8 +154,9 @@ def plan_blocks(log_uris: list[str], topic_map: TopicMap | None = None, stride_u
 
 
 def planned_windows(tasks: list[BlockTask], stride_us: int = DEFAULT_STRIDE_US) -> int:
-    """Clip windows of the planned logs (log-level quarantine rows are not windows)."""
-    infos = {t.ref.uri: t.info for t in tasks if t.done is None}
+    """Clip windows of the planned logs (log-level quarantine rows are not windows). The clips of
+    a PhysicalAI-AV root share its URI, so a log is its (URI, clip id)."""
+    infos = {(t.ref.uri, t.ref.clip_id): t.info for t in tasks if t.done is None}
     return sum(len(t0_grid(info, stride_us)) for info in infos.values())
 
 

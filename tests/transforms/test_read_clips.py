@@ -270,6 +270,16 @@ def test_mcap_and_pai_of_one_drive_give_the_same_clips(tmp_path):
         assert (m["t0_us"], m["log_id"], m["camera_names"]) == (p["t0_us"], p["log_id"], p["camera_names"])
 
 
+def test_planned_windows_count_every_clip_of_a_pai_root(tmp_path):
+    from sim.writers.pai import write_pai
+
+    drives = [analytic_drive("circle", 20.0, start_us=0), analytic_drive("circle", 20.0, start_us=0, vehicle_id="veh-b", log_name="drive-001")]
+    write_pai(drives, str(tmp_path / "pai"), solid_render)
+    tasks = plan_blocks([str(tmp_path / "pai")], STAMPS)
+    assert len({t.ref.clip_id for t in tasks}) == 2 and len({t.ref.uri for t in tasks}) == 1
+    assert planned_windows(tasks) == 2 * 37
+
+
 def test_the_clips_command_writes_every_window_once(fleet, tmp_path):
     from pipelines.cli import main
     from transforms.parquet import read_table
