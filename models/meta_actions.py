@@ -18,6 +18,7 @@
 before "since" / "because" / "as" / "due to").
 """
 
+import functools
 import re
 
 import numpy as np
@@ -43,66 +44,75 @@ MIN_PATH_FOR_LATERAL = 2.0  # m; shorter paths keep their lane
 
 
 def speeds(traj_xyz: np.ndarray) -> np.ndarray:
-    """(64,) mean planar speed over each 0.1 s step, starting from the t0 origin."""
-    xy = np.concatenate([np.zeros((1, 2)), np.asarray(traj_xyz, dtype=np.float64)[:, :2]])
-    return np.linalg.norm(np.diff(xy, axis=0), axis=1) / DT
+    """(..., 64) mean planar speed over each 0.1 s step, starting from the t0 origin, of a
+    (..., 64, 3) trajectory or batch of them."""
+    xyz = np.asarray(traj_xyz, dtype=np.float64)
+    xy = np.concatenate([np.zeros((*xyz.shape[:-2], 1, 2)), xyz[..., :2]], axis=-2)
+    return np.linalg.norm(np.diff(xy, axis=-2), axis=-1) / DT
 
 
-def longitudinal(traj_xyz: np.ndarray, v0: float) -> str:
+def longitudinal(traj_xyz: np.ndarray, v0) -> list[str]:
+    """The longitudinal meta-action of each trajectory of an (N, 64, 3) batch starting at speeds
+    `v0` (N,), m/s."""
     v = speeds(traj_xyz)
-    v_end = float(v[-round(END_S / DT):].mean())
-    if v_end < SPEED_DEADBAND:
-        return "stop"
+    v0 = np.asarray(v0, dtype=np.float64)
+    v_end = v[:, -round(END_S / DT):].mean(axis=-1)
     n_early = round(EARLY_S / DT)
-    a_early = (float(v[n_early - 2 : n_early + 1].mean()) - v0) / EARLY_S
-    if a_early <= -STRONG_ACCEL:
-        return "decelerate"
-    if a_early >= STRONG_ACCEL:
-        return "accelerate"
+    a_early = (v[:, n_early - 2 : n_early + 1].mean(axis=-1) - v0) / EARLY_S
     dv = v_end - v0
-    a_mean = dv / (len(v) * DT)
-    if a_mean >= ACCEL_THRESHOLD and dv > SPEED_DEADBAND:
-        return "accelerate"
-    if a_mean <= -ACCEL_THRESHOLD and dv < -SPEED_DEADBAND:
-        return "decelerate"
-    return "keep_speed"
+    a_mean = dv / (v.shape[-1] * DT)
+    return np.select(
+        [v_end < SPEED_DEADBAND, a_early <= -STRONG_ACCEL, a_early >= STRONG_ACCEL,
+         (a_mean >= ACCEL_THRESHOLD) & (dv > SPEED_DEADBAND), (a_mean <= -ACCEL_THRESHOLD) & (dv < -SPEED_DEADBAND)],
+        ["stop", "decelerate", "accelerate", "accelerate", "decelerate"], "keep_speed").tolist()
 
 
-def lateral(traj_xyz: np.ndarray, traj_yaw: np.ndarray) -> str:
-    xy = np.concatenate([np.zeros((1, 2)), np.asarray(traj_xyz, dtype=np.float64)[:, :2]])
-    step = np.diff(xy, axis=0)
-    ds = np.linalg.norm(step, axis=1)
-    length = np.cumsum(ds)
-    if length[-1] < MIN_PATH_FOR_LATERAL:
-        return "keep_lane"
-    yaw = np.unwrap(np.concatenate([[0.0], np.asarray(traj_yaw, dtype=np.float64)]))
-    heading = float(yaw[-1])
+def lateral(traj_xyz: np.ndarray, traj_yaw: np.ndarray) -> list[str]:
+    """The lateral meta-action of each trajectory of an (N, 64, 3) batch with yaws (N, 64)."""
+    xyz = np.asarray(traj_xyz, dtype=np.float64)
+    xy = np.concatenate([np.zeros((len(xyz), 1, 2)), xyz[..., :2]], axis=-2)
+    step = np.diff(xy, axis=-2)
+    ds = np.linalg.norm(step, axis=-1)
+    length = np.cumsum(ds, axis=-1)
+    yaw = np.unwrap(np.concatenate([np.zeros((len(xyz), 1)), np.asarray(traj_yaw, dtype=np.float64)], axis=-1))
+    heading = yaw[:, -1]
     w = CURVATURE_WINDOW
-    dist = np.convolve(ds, np.ones(w), mode="valid")
-    dyaw = yaw[w:] - yaw[:-w]
+    # one row at a time: np.convolve has no batch form, and a sum in another order rounds otherwise
+    dist = np.stack([np.convolve(row, np.ones(w), mode="valid") for row in ds])
+    dyaw = yaw[:, w:] - yaw[:, :-w]
     curvature = np.where(dist > 0.5, dyaw / np.maximum(dist, 1e-9), 0.0)
-    peak = float(np.abs(curvature).max())
-    side = "left" if heading > 0 else "right"
-    if abs(heading) >= TURN_HEADING and peak >= 1.0 / TURN_MAX_RADIUS:
-        return f"turn_{side}"
+    peak = np.abs(curvature).max(axis=-1)
+    left = heading > 0
+    turn = (np.abs(heading) >= TURN_HEADING) & (peak >= 1.0 / TURN_MAX_RADIUS)
     # the ego's direction of travel on each step (its yaw where it hardly moves)
-    travel = np.unwrap(np.where(ds > 0.05, np.arctan2(step[:, 1], step[:, 0]), yaw[1:]))
-    start_steady = abs(yaw[STEADY_STEPS]) < STEADY_HEADING
-    end_steady = abs(yaw[-1] - yaw[-1 - STEADY_STEPS]) < STEADY_HEADING
-    bending = curvature[np.abs(curvature) > LANE_CHANGE_CURVATURE]
-    one_way = bool(np.all(np.sign(bending) == np.sign(heading)))
-    if one_way and (peak >= 1.0 / ROAD_CURVE_RADIUS or abs(heading) >= ROAD_CURVE_HEADING):
-        return "keep_lane"  # a road curve
-    if start_steady == end_steady:
-        road = heading * length / length[-1]
-    elif start_steady:
-        road = np.zeros_like(length)
-    else:
-        road = np.full_like(length, heading)
-    shift = float(np.sum(ds * np.sin(travel - road)))
-    if abs(shift) >= LANE_CHANGE_OFFSET:
-        return "lane_change_left" if shift > 0 else "lane_change_right"
-    return "keep_lane"
+    travel = np.unwrap(np.where(ds > 0.05, np.arctan2(step[..., 1], step[..., 0]), yaw[:, 1:]))
+    start_steady = np.abs(yaw[:, STEADY_STEPS]) < STEADY_HEADING
+    end_steady = np.abs(yaw[:, -1] - yaw[:, -1 - STEADY_STEPS]) < STEADY_HEADING
+    bending = np.abs(curvature) > LANE_CHANGE_CURVATURE
+    one_way = np.all(~bending | (np.sign(curvature) == np.sign(heading)[:, None]), axis=-1)
+    road_curve = one_way & ((peak >= 1.0 / ROAD_CURVE_RADIUS) | (np.abs(heading) >= ROAD_CURVE_HEADING))
+    with np.errstate(divide="ignore", invalid="ignore"):  # paths shorter than MIN_PATH_FOR_LATERAL: unused
+        uniform = heading[:, None] * length / length[:, -1:]
+    road = np.where((start_steady == end_steady)[:, None], uniform,
+                    np.where(start_steady[:, None], 0.0, heading[:, None]))
+    shift = np.sum(ds * np.sin(travel - road), axis=-1)
+    return np.select(
+        [length[:, -1] < MIN_PATH_FOR_LATERAL, turn & left, turn, road_curve, np.abs(shift) >= LANE_CHANGE_OFFSET],
+        ["keep_lane", "turn_left", "turn_right", "keep_lane", np.where(shift > 0, "lane_change_left",
+                                                                       "lane_change_right")],
+        "keep_lane").tolist()
+
+
+def classify_trajectories(traj_xyz: np.ndarray, traj_yaw: np.ndarray, v0) -> list[tuple[str, str]]:
+    """(longitudinal, lateral) meta-action of each trajectory of an (N, 64, 3) batch with yaws
+    (N, 64) in the t0 frame, starting at speeds `v0` (N,) or one speed for all (m/s); each
+    computed as `classify` computes it alone."""
+    traj_xyz, traj_yaw = np.asarray(traj_xyz), np.asarray(traj_yaw)
+    n = len(traj_xyz)
+    if traj_xyz.shape != (n, NUM_FUTURE, 3) or traj_yaw.shape != (n, NUM_FUTURE):
+        raise ValueError(f"expected (N, 64, 3) trajectories and (N, 64) yaws, got {traj_xyz.shape} and {traj_yaw.shape}")
+    return list(zip(longitudinal(traj_xyz, np.broadcast_to(np.asarray(v0, dtype=np.float64), (n,))),
+                    lateral(traj_xyz, traj_yaw)))
 
 
 def classify(traj_xyz: np.ndarray, traj_yaw: np.ndarray, v0: float) -> tuple[str, str]:
@@ -111,7 +121,7 @@ def classify(traj_xyz: np.ndarray, traj_yaw: np.ndarray, v0: float) -> tuple[str
     traj_xyz = np.asarray(traj_xyz)
     if traj_xyz.shape != (NUM_FUTURE, 3) or np.shape(traj_yaw) != (NUM_FUTURE,):
         raise ValueError(f"expected a (64, 3) trajectory and (64,) yaw, got {traj_xyz.shape} and {np.shape(traj_yaw)}")
-    return longitudinal(traj_xyz, float(v0)), lateral(traj_xyz, traj_yaw)
+    return classify_trajectories(traj_xyz[None], np.asarray(traj_yaw)[None], [float(v0)])[0]
 
 
 # Phrasings of each meta-action, matched as whole words in the action clause; the earliest wins.
@@ -158,6 +168,7 @@ def action_clause(text: str) -> str:
     return _CAUSE_SPLIT.split(text, maxsplit=1)[0]
 
 
+@functools.lru_cache(maxsize=4096)  # a teacher's texts repeat: its K samples, its phrasings
 def stated(text: str) -> tuple[str | None, str | None]:
     """(longitudinal, lateral) meta-action a reasoning text states; None where it states none."""
     clause = action_clause(text)

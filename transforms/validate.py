@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 
-from models.meta_actions import classify, stated
+from models.meta_actions import classify_trajectories, stated
 from schemas.contract import MAX_ACCEL, MAX_CURVATURE, MIN_SPEED_FOR_CURVATURE, NUM_FUTURE, STEP_US
 from schemas.reasons import STAGE_OF, Reason
 
@@ -242,19 +242,21 @@ def _trajectory(sample: dict) -> tuple[np.ndarray, np.ndarray] | tuple[Reason, s
 
 def _check_samples(samples: list[dict], v0: float, truth: np.ndarray | None,
                    config: CheckConfig) -> list[_SampleResult]:
-    """Each sample's checks; the kinematics of every well-formed trajectory in one batch."""
+    """Each sample's checks; the kinematics and meta-actions of every well-formed trajectory in one batch."""
     trajectories = [_trajectory(sample) for sample in samples]
     formed = [k for k, t in enumerate(trajectories) if isinstance(t[0], np.ndarray)]
     row_of = {k: row for row, k in enumerate(formed)}  # sample -> its row in the batch
-    kins = kinematics(np.stack([trajectories[k][0] for k in formed]),
-                      np.stack([trajectories[k][1] for k in formed])) if formed else None
+    if formed:
+        formed_xyz = np.stack([trajectories[k][0] for k in formed])
+        formed_yaw = np.stack([trajectories[k][1] for k in formed])
+        kins, actions = kinematics(formed_xyz, formed_yaw), classify_trajectories(formed_xyz, formed_yaw, v0)
     results = []
     for k, sample in enumerate(samples):
         text = sample.get("reasoning") or ""
         result = _SampleResult(failures=[], flags=set())
         if k in row_of:
             xyz, yaw = trajectories[k]
-            _check_trajectory(result, xyz, yaw, kins[row_of[k]], v0, truth, text, config)
+            _check_trajectory(result, xyz, yaw, kins[row_of[k]], actions[row_of[k]], truth, text, config)
         else:
             result.failures.append(trajectories[k])
         result.failures += reasoning_failures(text, config)
@@ -262,15 +264,14 @@ def _check_samples(samples: list[dict], v0: float, truth: np.ndarray | None,
     return results
 
 
-def _check_trajectory(result: _SampleResult, xyz: np.ndarray, yaw: np.ndarray, kin: Kinematics, v0: float,
-                      truth: np.ndarray | None, text: str, config: CheckConfig) -> None:
+def _check_trajectory(result: _SampleResult, xyz: np.ndarray, yaw: np.ndarray, kin: Kinematics,
+                      action: tuple[str, str], truth: np.ndarray | None, text: str, config: CheckConfig) -> None:
     result.failures += [(Reason.PHYSICAL_BOUNDS, m) for m in physical_failures(kin)]
     for name, message in comfort_violations(kin).items():
         if config.reject_comfort:
             result.failures.append((Reason.COMFORT_BOUNDS, message))
         else:
             result.flags.add(f"comfort_{name}")
-    action = classify(xyz, yaw, v0)
     result.inconsistency = contradiction(stated(text), action)
     xy = xyz[:, :2].astype(np.float64)
     ade = None if truth is None else float(np.mean(np.linalg.norm(xy - truth, axis=1)))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.meta_actions import classify, stated
+from models.meta_actions import classify, classify_trajectories, stated
 
 T = np.arange(1, 65) * 0.1
 
@@ -62,6 +62,26 @@ def test_lateral_analytic():
     normal = np.stack([-np.sin(yaw), np.cos(yaw)], -1)
     xyz[:, :2] += normal * smooth[:, None]
     assert classify(xyz, yaw, 12.0)[1] == "lane_change_left"
+
+
+def test_a_batch_is_classified_as_each_trajectory_alone():
+    s = np.clip(T / 5.0, 0, 1)
+    smooth = 3.5 * (3 * s**2 - 2 * s**3)
+    cases = [(straight(10 * T), 10.0), (straight(5 * T + 0.5 * T**2), 5.0), (straight(np.zeros_like(T)), 0.0),
+             (arc(12.0, 5.0), 5.0), (arc(12.0, 5.0, -1.0), 8.0), (arc(100.0, 15.0), 15.0),
+             (straight(12 * T, smooth), 12.0), (straight(12 * T, -smooth), 12.0),
+             (straight(10 * T - 0.25 * T**2), 10.0)]
+    xyz = np.stack([c[0][0] for c in cases])
+    yaw = np.stack([c[0][1] for c in cases])
+    v0 = [c[1] for c in cases]
+    expected = [("keep_speed", "keep_lane"), ("accelerate", "keep_lane"), ("stop", "keep_lane"),
+                ("keep_speed", "turn_left"), ("decelerate", "turn_right"), ("keep_speed", "keep_lane"),
+                ("keep_speed", "lane_change_left"), ("keep_speed", "lane_change_right"), ("decelerate", "keep_lane")]
+    assert classify_trajectories(xyz, yaw, v0) == expected
+    assert [classify(x, y, v) for x, y, v in zip(xyz, yaw, v0)] == expected
+    assert classify_trajectories(xyz[:2], yaw[:2], 10.0) == [("keep_speed", "keep_lane"), ("decelerate", "keep_lane")]
+    with pytest.raises(ValueError):
+        classify_trajectories(xyz, yaw[:, :10], v0)
 
 
 def test_stationary_keeps_lane():
