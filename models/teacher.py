@@ -29,10 +29,11 @@ IMAGE_MEAN, IMAGE_STD = 0.5, 0.25
 DEFAULT_TEMPERATURE = 0.6  # reasoning sampling temperature (models/weights/MODEL_CARD.md: how it was chosen)
 
 
-def decode_image(jpeg: bytes, height: int, width: int) -> np.ndarray:
-    """JPEG bytes -> (height, width, 3) uint8. Decodes at the largest DCT scale (1/2, 1/4, 1/8)
-    that still covers the size, then resizes bilinearly if the size is not met exactly."""
-    image = Image.open(io.BytesIO(jpeg))
+def decode_image(jpeg: bytes | Image.Image, height: int, width: int) -> np.ndarray:
+    """JPEG bytes (or a JPEG PIL has opened and not loaded) -> (height, width, 3) uint8. Decodes
+    at the largest DCT scale (1/2, 1/4, 1/8) that still covers the size, then resizes bilinearly
+    if the size is not met exactly."""
+    image = jpeg if isinstance(jpeg, Image.Image) else Image.open(io.BytesIO(jpeg))
     image.draft("RGB", (width, height))
     image = image.convert("RGB")
     if image.size != (width, height):

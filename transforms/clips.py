@@ -110,11 +110,29 @@ def read_range(block_start_us: int, block_us: int = DEFAULT_BLOCK_US,
             block_start_us + block_us + HORIZON_US + EMIT_SLACK_US)
 
 
-def teacher_jpeg(frame: CameraFrame, check: bool = True) -> bytes:
+def teacher_jpeg(frame: CameraFrame) -> bytes:
     """The frame as a IMAGE_HEIGHT x IMAGE_WIDTH JPEG: an RGB JPEG of that size is passed
-    through byte for byte once it decodes (checked at 1/8 scale; `check=False` leaves that check
-    to a caller that decodes the JPEG anyway); anything else is resized (bilinear, no crop) and
-    encoded at JPEG_QUALITY. Raises ImageError when the frame cannot be decoded."""
+    through byte for byte once it decodes (checked at 1/8 scale); anything else is resized
+    (bilinear, no crop) and encoded at JPEG_QUALITY. Raises ImageError when the frame cannot be
+    decoded."""
+    return _teacher_jpeg(frame, check=True)[0]
+
+
+def teacher_pixels(frame: CameraFrame, decode: Callable[[bytes | Image.Image], np.ndarray]) -> tuple[bytes, np.ndarray]:
+    """(`teacher_jpeg(frame)`, `decode` of it): decoding it for the teacher (`decode`: e.g.
+    models.teacher.decode_image at its size) is the decode check. A JPEG passed through is handed
+    to `decode` as PIL opened it for the pass-through test, so its header is parsed once. Raises
+    ImageError when the frame or the JPEG cannot be decoded."""
+    jpeg, opened = _teacher_jpeg(frame, check=False)
+    try:
+        return jpeg, decode(jpeg if opened is None else opened)
+    except _UNDECODABLE as e:
+        raise ImageError(str(e) or type(e).__name__) from None
+
+
+def _teacher_jpeg(frame: CameraFrame, check: bool) -> tuple[bytes, Image.Image | None]:
+    """(`teacher_jpeg(frame)`, the PIL image opened on it and not loaded where it was passed
+    through unchecked); `check=False` leaves the decode check to the caller."""
     size = (IMAGE_WIDTH, IMAGE_HEIGHT)
     try:
         if frame.encoding == "rgb":
@@ -125,12 +143,13 @@ def teacher_jpeg(frame: CameraFrame, check: bool = True) -> bytes:
         else:
             image = Image.open(io.BytesIO(frame.data))
             if image.format == "JPEG" and image.size == size and image.mode == "RGB":
-                if check:
-                    # The decode check: at 1/8 scale every coefficient is still entropy-decoded (a
-                    # truncated or damaged stream fails the same way) at half the cost of a full decode.
-                    image.draft("RGB", (image.width // 8, image.height // 8))
-                    image.load()
-                return frame.data
+                if not check:
+                    return frame.data, image
+                # The decode check: at 1/8 scale every coefficient is still entropy-decoded (a
+                # truncated or damaged stream fails the same way) at half the cost of a full decode.
+                image.draft("RGB", (image.width // 8, image.height // 8))
+                image.load()
+                return frame.data, None
             image.draft("RGB", size)  # JPEG: decode at the smallest scale still >= size
             image = image.convert("RGB")
     except ImageError:
@@ -143,16 +162,7 @@ def teacher_jpeg(frame: CameraFrame, check: bool = True) -> bytes:
         image = image.resize(size, Image.Resampling.BILINEAR)
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=JPEG_QUALITY)
-    return buf.getvalue()
-
-
-def decoded(jpeg: bytes, decode: Callable[[bytes], np.ndarray]) -> np.ndarray:
-    """`decode(jpeg)` (a teacher's decoder, e.g. models.teacher.decode_image at its size); raises
-    ImageError when the JPEG cannot be decoded."""
-    try:
-        return decode(jpeg)
-    except _UNDECODABLE as e:
-        raise ImageError(str(e) or type(e).__name__) from None
+    return buf.getvalue(), None
 
 
 # The front wide camera's frame at t0 (images are camera-major, 4 frames per camera).
@@ -195,7 +205,7 @@ class ClipAssembler:
 
     def __init__(self, info: LogInfo, stride_us: int = DEFAULT_STRIDE_US,
                  tolerance_us: int = CAMERA_TOLERANCE_US, t0_range: tuple[int, int] | None = None,
-                 open_ended: bool = False, decode: Callable[[bytes], np.ndarray] | None = None):
+                 open_ended: bool = False, decode: Callable[[bytes | Image.Image], np.ndarray] | None = None):
         self.info = info
         self._decode = decode
         if decode is not None:
@@ -357,10 +367,10 @@ class ClipAssembler:
     def _jpeg(self, f: _Frame) -> bytes | None:
         if f.jpeg is None and f.error is None:
             try:
-                jpeg = teacher_jpeg(f.frame, check=self._decode is None)
-                if self._decode is not None:
-                    f.pixels = decoded(jpeg, self._decode)
-                f.jpeg = jpeg
+                if self._decode is None:
+                    f.jpeg = teacher_jpeg(f.frame)
+                else:
+                    f.jpeg, f.pixels = teacher_pixels(f.frame, self._decode)
             except ImageError as e:
                 f.error = str(e)
         return f.jpeg

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder, VarIntCoder
@@ -177,7 +178,7 @@ class AssembleBlock(beam.DoFn):
     with its rows `done` already is passed on)."""
 
     def __init__(self, topic_map: TopicMap | None, stride_us: int, block_us: int, tolerance_us: int,
-                 decode: Callable[[bytes], np.ndarray] | None = None):
+                 decode: Callable[[bytes | Image.Image], np.ndarray] | None = None):
         self._topic_map = topic_map
         self._stride_us = stride_us
         self._block_us = block_us
@@ -196,7 +197,7 @@ class AssembleBlock(beam.DoFn):
 
 def assemble_block(task: BlockTask, topic_map: TopicMap | None = None, stride_us: int = DEFAULT_STRIDE_US,
                    block_us: int = DEFAULT_BLOCK_US, tolerance_us: int = CAMERA_TOLERANCE_US,
-                   decode: Callable[[bytes], np.ndarray] | None = None) -> ClipBlock:
+                   decode: Callable[[bytes | Image.Image], np.ndarray] | None = None) -> ClipBlock:
     """The rows of one block (`decode`: as in ClipAssembler); a reader failing part-way
     quarantines the block's remaining windows."""
     start = task.block_start_us
@@ -222,7 +223,7 @@ class ReadClips(beam.PTransform):
 
     def __init__(self, sources, stride_us: int = DEFAULT_STRIDE_US, block_us: int = DEFAULT_BLOCK_US,
                  topic_map: TopicMap | None = None, tolerance_us: int = CAMERA_TOLERANCE_US,
-                 decode: Callable[[bytes], np.ndarray] | None = None):
+                 decode: Callable[[bytes | Image.Image], np.ndarray] | None = None):
         super().__init__()
         if block_us % stride_us:
             raise ValueError(f"block_us ({block_us}) must be a multiple of stride_us ({stride_us})")

@@ -2,10 +2,13 @@
 teacher takes those arrays instead of decoding the JPEGs again, with the same rows and labels."""
 
 import functools
+import io
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from PIL.JpegImagePlugin import JpegImageFile
 
 from models.teacher import (
     DECODED_IMAGES,
@@ -18,9 +21,10 @@ from models.teacher import (
 )
 from schemas.ids import seed_of
 from tests.fakes import analytic_drive
-from tests.transforms.clip_messages import drive_info, drive_messages
+from transforms.sources.base import CameraFrame
+from tests.transforms.clip_messages import drive_info, drive_messages, frame_jpeg
 from tests.transforms.test_clips import EXPECTED_FAULTS, START_US, S, faulty_messages, reasons_by_t0
-from transforms.clips import ClipAssembler
+from transforms.clips import ClipAssembler, ImageError, teacher_jpeg, teacher_pixels
 from transforms.inference import TeacherModelHandler, teacher_decoder
 
 torch.set_num_threads(1)
@@ -53,6 +57,26 @@ def test_the_decode_check_gives_the_same_rows_and_the_teachers_arrays(circle):
         assert row == checked[t0] and DECODED_IMAGES not in checked[t0]
         assert arrays.shape == (16, *SIZE, 3) and arrays.dtype == np.uint8
         assert np.array_equal(arrays, np.stack([DECODE(jpeg) for jpeg in row["images"]]))
+
+
+def test_teacher_pixels_decode_a_passed_through_jpeg_as_pil_opened_it():
+    seen = []
+
+    def decode(jpeg):
+        seen.append(type(jpeg))
+        return DECODE(jpeg)
+
+    data = frame_jpeg("camera_front_wide_120fov", 7)
+    jpeg, pixels = teacher_pixels(CameraFrame("camera_front_wide_120fov", 0, data, "jpeg"), decode)
+    assert jpeg == data and np.array_equal(pixels, DECODE(data)) and pixels.shape == (*SIZE, 3)
+    assert seen == [JpegImageFile]  # opened once, for the pass-through test, and decoded from there
+    png = io.BytesIO()
+    Image.fromarray(np.full((40, 72, 3), 90, np.uint8)).save(png, format="PNG")
+    frame = CameraFrame("camera_front_wide_120fov", 0, png.getvalue(), "png")
+    jpeg, pixels = teacher_pixels(frame, decode)
+    assert jpeg == teacher_jpeg(frame) and np.array_equal(pixels, DECODE(jpeg)) and seen[1:] == [bytes]
+    with pytest.raises(ImageError):
+        teacher_pixels(CameraFrame("camera_front_wide_120fov", 0, data[:len(data) // 2], "jpeg"), decode)
 
 
 def test_the_teacher_gives_the_same_samples_from_the_decoded_arrays(circle):
