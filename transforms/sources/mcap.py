@@ -31,6 +31,7 @@ from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 from schemas.reasons import Reason
 from transforms.sources.base import CameraFrame, EgoPose, LogInfo, LogReadError
 from transforms.sources.base import Message as LogMessage
+from transforms.sources.mcap_index import indexed_messages
 from transforms.sources.odometry_cdr import decode_odometry, is_standard_odometry
 from transforms.sources.topic_map import DEFAULT, TopicMap
 
@@ -184,8 +185,10 @@ class _File:
         f, reader = self._open()
         with f:
             summary = self._summary(reader)
-            if summary is not None:
-                raw = reader.iter_messages(topics, log_time_order=True, reverse=reverse,
+            if summary is not None and not reverse:
+                raw = indexed_messages(f, summary, topics, lo_ns, hi_ns)
+            elif summary is not None:  # only to find the last ego pose
+                raw = reader.iter_messages(topics, log_time_order=True, reverse=True,
                                            starting_at=lo_ns, ending_before=hi_ns)
             else:
                 raw = self._scan_messages(f, set(topics), lo_ns, hi_ns)
