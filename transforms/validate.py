@@ -26,6 +26,7 @@ A clip gives exactly one row: a label or a quarantine row.
 """
 
 import dataclasses
+import functools
 import itertools
 import re
 from dataclasses import dataclass
@@ -168,6 +169,7 @@ def comfort_violations(kin: Kinematics) -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)  # a teacher's texts repeat
 def is_english(text: str, min_ascii_letter_share: float = 0.9, min_word_share: float = 0.2) -> bool:
     """Cheap test: mostly ASCII letters, and enough of the words are common English words."""
     letters = [c for c in text if c.isalpha()]

@@ -254,3 +254,12 @@ def test_dofn_splits_labels_and_quarantine():
         assert_that(out.quarantine | beam.Map(lambda r: (r["clip_id"], r["stage"], r["reason"], r["detail"])),
                     equal_to([("c2", "validate", "reasoning_empty", "sample 0: reasoning_empty: empty reasoning"),
                               ("c2", "teacher", "teacher_error", "RuntimeError: boom")]), label="quarantine")
+
+
+def test_is_english_answers_a_repeated_text_from_its_cache():
+    from transforms.validate import is_english
+
+    is_english.cache_clear()
+    text = "Stop at the stop line since the light is red."
+    assert is_english(text) and is_english(text) and not is_english("Arrêtez-vous à la ligne d'arrêt.")
+    assert (is_english.cache_info().hits, is_english.cache_info().misses) == (1, 2)
