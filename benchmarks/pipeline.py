@@ -12,7 +12,16 @@ clips and one right after the other (so both sides run under about the same mach
   the command's whole wall time, and the child's own peak RSS (its VmHWM, so each scale's peak is
   its own, not the largest so far);
 - teacher: the same teacher called in a loop on the same clips in pre-built batches (batch 16,
-  after one warm-up batch), clips/s;
+  after one warm-up batch), clips/s, in a fresh child process of its own (as the pipeline runs in
+  one) that holds one batch at a time: each batch's rows are read from the dataset's Parquet files
+  and turned into clip dicts just before its timed call, outside the timed region (the JPEG decode
+  stays inside it, as in the pipeline, where it is paid once in the clip assembly). Not all clips
+  as Python objects at once in this process: that held ~600 MiB more at 8 vehicles, and the
+  teacher's per-clip cost then depended on the fleet size and on what ran before in the process —
+  through page faults, not the teacher's own work: glibc hands the teacher's large temporaries
+  back to the kernel and faults them in again each batch, how often depending on the heap's
+  layout (5,600-7,400 minor faults a clip with every clip held, 1,800-4,900 one batch at a time;
+  ~16 a clip with malloc's trim and mmap thresholds fixed; the user CPU time is the same);
 - ratio = pipeline / teacher (what the pipeline costs on top of the teacher), and the 1-minute
   load average before each side.
 It prints the median ratio per scale, peak memory against the smallest fleet, seconds per clip
@@ -80,20 +89,69 @@ def label(logs: Path, teacher: str, extra: list[str], threads: int | None) -> di
             "windows": manifest["counts"]["windows"], "clips": manifest["counts"]["clips"], "peak_rss_mib": peak}
 
 
+def clip_batches(dataset: Path, batch: int):
+    """The dataset's clip rows as lists of `batch` dicts (the last one shorter), read from its
+    Parquet files batch by batch: only the batch at hand (and the reader's read-ahead) is held."""
+    import pyarrow.dataset as ds
+
+    from schemas.tables import TABLES
+    from transforms.parquet import HIVE_PARTITIONING
+
+    rows = ds.dataset(str(dataset / "clips"), schema=TABLES["clips"], format="parquet",
+                      partitioning=HIVE_PARTITIONING)
+    pending: list[dict] = []
+    for record_batch in rows.to_batches(batch_size=batch):
+        pending += record_batch.to_pylist()
+        while len(pending) >= batch:
+            yield pending[:batch]
+            pending = pending[batch:]
+    if pending:
+        yield pending
+
+
 def bare_teacher(dataset: Path, teacher_spec: str, batch: int, samples: int) -> float:
-    """Clips/s of the teacher alone on the dataset's clips, in pre-built batches."""
+    """Clips/s of the teacher alone on the dataset's clips, in batches built (read, turned into
+    dicts) just before each timed call; only the calls are timed."""
     from models.teacher import load_teacher
     from schemas.ids import seed_of
-    from transforms.parquet import read_table
 
-    clips = read_table(str(dataset), "clips").to_pylist()
     teacher = load_teacher(teacher_spec)
-    teacher.predict(clips[:batch], samples, [seed_of(c["clip_id"]) for c in clips[:batch]])  # warm-up
-    started = time.perf_counter()
-    for i in range(0, len(clips), batch):
-        chunk = clips[i:i + batch]
-        teacher.predict(chunk, samples, [seed_of(c["clip_id"]) for c in chunk])
-    return len(clips) / (time.perf_counter() - started)
+    first = next(clip_batches(dataset, batch))
+    teacher.predict(first, samples, [seed_of(c["clip_id"]) for c in first])  # warm-up
+    del first
+    clips, elapsed = 0, 0.0
+    for chunk in clip_batches(dataset, batch):
+        seeds = [seed_of(c["clip_id"]) for c in chunk]
+        started = time.perf_counter()
+        teacher.predict(chunk, samples, seeds)
+        elapsed += time.perf_counter() - started
+        clips += len(chunk)
+    return clips / elapsed
+
+
+# The bare teacher in a child of its own, as the pipeline: not in this process, whose heap holds
+# what earlier scales and repeats left (argv: dataset, teacher spec, batch, samples, threads or 0).
+# It prints clips/s, its minor page faults a clip (the whole child) and its peak RSS (VmHWM).
+BARE_CHILD = """import json, resource, sys
+from pathlib import Path
+from benchmarks.clips import status_mib
+from benchmarks.pipeline import bare_teacher
+if int(sys.argv[5]):
+    import torch
+    torch.set_num_threads(int(sys.argv[5]))
+rate = bare_teacher(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+print(json.dumps([rate, resource.getrusage(resource.RUSAGE_SELF).ru_minflt, status_mib("VmHWM")]))
+"""
+
+
+def bare_teacher_child(dataset: Path, teacher_spec: str, batch: int, samples: int,
+                       threads: int | None) -> tuple[float, int, float]:
+    """`bare_teacher` in a fresh child process (torch with `threads` intra-op threads, or its
+    default): (clips/s, the child's minor page faults, its peak RSS in MiB)."""
+    done = subprocess.run([sys.executable, "-c", BARE_CHILD, str(dataset), teacher_spec, str(batch), str(samples),
+                           str(threads or 0)], check=True, capture_output=True, text=True)
+    rate, faults, peak = json.loads(done.stdout.splitlines()[-1])
+    return rate, faults, peak
 
 
 def naive(logs: Path, teacher_spec: str, samples: int, limit: int) -> float:
@@ -134,13 +192,15 @@ def measure(scale: int, args) -> dict:
     load_pipeline = load()
     result = label(logs, args.teacher, args.beam, args.threads)
     load_teacher = load()
-    teacher = bare_teacher(result["dataset"], args.teacher, args.batch, args.samples)
+    teacher, faults, teacher_peak = bare_teacher_child(result["dataset"], args.teacher, args.batch, args.samples,
+                                                     args.threads)
     pipeline = result["clips"] / result["pipeline_s"]
     return {"scale": scale, "vehicles": args.vehicles * scale, "minutes": args.minutes,
             "windows": result["windows"], "clips": result["clips"], "pipeline_s": round(result["pipeline_s"], 2),
             "wall_s": round(result["wall_s"], 2), "pipeline_clips_per_s": round(pipeline, 3),
             "teacher_clips_per_s": round(teacher, 3), "ratio": round(pipeline / teacher, 3),
-            "peak_rss_mib": round(result["peak_rss_mib"], 1), "load_pipeline": load_pipeline,
+            "peak_rss_mib": round(result["peak_rss_mib"], 1), "teacher_peak_rss_mib": round(teacher_peak, 1),
+            "teacher_minflt_per_clip": round(faults / result["clips"]), "load_pipeline": load_pipeline,
             "load_teacher": load_teacher}
 
 
@@ -177,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         mine = [r for r in runs if r["scale"] == scale]
         rows.append({**mine[0], **{k: round(statistics.median(r[k] for r in mine), 3) for k in
                                    ("pipeline_s", "pipeline_clips_per_s", "teacher_clips_per_s", "ratio")},
-                     "peak_rss_mib": max(r["peak_rss_mib"] for r in mine), "ratios": [r["ratio"] for r in mine]})
+                     "peak_rss_mib": max(r["peak_rss_mib"] for r in mine), "ratios": [r["ratio"] for r in mine],
+                     "teacher_peak_rss_mib": max(r["teacher_peak_rss_mib"] for r in mine)})
     base = fleet(args.vehicles, args.minutes, seed=0)
     naive_rate = naive(base, args.teacher, args.samples, args.naive_clips)
     first = rows[0]
@@ -188,12 +249,13 @@ def main(argv: list[str] | None = None) -> int:
                "speedup_over_naive": round(first["pipeline_clips_per_s"] / naive_rate, 2),
                "cpus": os.cpu_count(), "threads": args.threads, "samples": args.samples, "batch": args.batch}
     print(f"\n{'scale':>5} {'windows':>8} {'pipeline s':>10} {'pipeline clips/s':>16} {'teacher clips/s':>15} "
-          f"{'ratio':>6} {'ratios':>18} {'peak RSS MiB':>12} {'RSS vs 1st':>10} {'s/clip vs 1st':>13}")
+          f"{'ratio':>6} {'ratios':>18} {'peak RSS MiB':>12} {'RSS vs 1st':>10} {'s/clip vs 1st':>13} "
+          f"{'bare peak MiB':>13}")
     for r in rows:
         ratios = ",".join(f"{x:.2f}" for x in r["ratios"])
         print(f"{r['scale']:>5} {r['windows']:>8} {r['pipeline_s']:>10} {r['pipeline_clips_per_s']:>16} "
               f"{r['teacher_clips_per_s']:>15} {r['ratio']:>6} {ratios:>18} {r['peak_rss_mib']:>12} "
-              f"{r['memory_vs_first']:>10} {r['s_per_clip_vs_first']:>13}")
+              f"{r['memory_vs_first']:>10} {r['s_per_clip_vs_first']:>13} {r['teacher_peak_rss_mib']:>13}")
     print(f"naive per-clip loop: {naive_rate:.3f} clips/s; pipeline speed-up {summary['speedup_over_naive']}x; "
           f"load average (1 min) during the runs: {min(r['load_pipeline'] for r in runs)}-"
           f"{max(max(r['load_pipeline'], r['load_teacher']) for r in runs)}")
