@@ -21,7 +21,9 @@ clips and one right after the other (so both sides run under about the same mach
   through page faults, not the teacher's own work: glibc hands the teacher's large temporaries
   back to the kernel and faults them in again each batch, how often depending on the heap's
   layout (5,600-7,400 minor faults a clip with every clip held, 1,800-4,900 one batch at a time;
-  ~16 a clip with malloc's trim and mmap thresholds fixed; the user CPU time is the same);
+  ~16 a clip with malloc's trim and mmap thresholds fixed; the user CPU time is the same). Both
+  sides now fix them (models/heap.py: the pipeline's TeacherModelHandler.load_model, and the bare
+  teacher's child before it loads the teacher); the naive loop, a simple script, does not;
 - ratio = pipeline / teacher (what the pipeline costs on top of the teacher), and the 1-minute
   load average before each side.
 It prints the median ratio per scale, peak memory against the smallest fleet, seconds per clip
@@ -136,6 +138,8 @@ BARE_CHILD = """import json, resource, sys
 from pathlib import Path
 from benchmarks.clips import status_mib
 from benchmarks.pipeline import bare_teacher
+from models.heap import keep_freed_memory
+keep_freed_memory()  # as the pipeline's TeacherModelHandler.load_model does
 if int(sys.argv[5]):
     import torch
     torch.set_num_threads(int(sys.argv[5]))

@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from models.heap import keep_freed_memory
     from models.teacher import load_teacher
     from schemas.ids import seed_of
     from sim.dataset import build
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     data = build([args.seed], 0.5, 0.5, args.cache)
     clips = [data.clip(i % len(data)) for i in range(args.batch)]
     seeds = [seed_of(str(c["clip_id"])) for c in clips]
+    keep_freed_memory()  # as the label pipeline's TeacherModelHandler.load_model does
     teacher = load_teacher("tiny")
     teacher.predict(clips, args.samples, seeds)  # warm-up
     times = []

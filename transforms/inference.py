@@ -28,6 +28,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.transforms.window import GlobalWindows
 
+from models.heap import keep_freed_memory
 from models.teacher import DECODED_IMAGES, decode_image, image_size, load_teacher
 from schemas.contract import DEFAULT_NUM_SAMPLES
 from schemas.ids import seed_of
@@ -111,6 +112,7 @@ class TeacherModelHandler(ModelHandler[dict, dict, Any]):
         return f"TeacherModelHandler(teacher={self.teacher!r}, num_samples={self.num_samples}, device={self.device!r})"
 
     def load_model(self):
+        keep_freed_memory()  # the teacher's per-batch temporaries stay in the heap (models/heap.py)
         if self.device.startswith("cuda"):
             import torch
 
