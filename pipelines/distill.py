@@ -19,9 +19,8 @@ Either way clips are split train/heldout per 20 s block of their log (--heldout-
 or seeds, teacher weights and options).
 
 Training (models/students/train.py): min-over-K distance to the teacher's K samples, flow
-matching on them, teacher-forced cross-entropy on the teacher's reasoning, the mode scores of a
-`-mixture` student (the share of the teacher's samples nearest to each mode), optional
-ground-truth weight; AdamW with a cosine schedule (over --steps, or over --minutes when that ends first),
+matching on them, teacher-forced cross-entropy on the teacher's reasoning, optional ground-truth
+weight; AdamW with a cosine schedule (over --steps, or over --minutes when that ends first),
 bfloat16 autocast on CUDA, a checkpoint every --checkpoint-every steps, --resume to continue.
 At the end the student is evaluated on the held-out clips of the shards (minADE against ground
 truth, the teacher's own, meta-action agreement) at each of --noise-scales (the flow head's
@@ -47,8 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--from-sim", metavar="SEEDS",
                         help="simulate one drive per seed (e.g. 20000-20119 or 3,5,9) and label it with --teacher here")
     parser.add_argument("--student", default="nano",
-                        help="student configuration: nano, small, optionally -regression (learnt modes), -mixture (learnt "
-                             "modes with probabilities; samples drawn in their proportions) or -flow1 (default nano)")
+                        help="student configuration: nano, small, optionally -regression or -flow1 (default nano)")
     parser.add_argument("--out", required=True, help="student folder to write (weights, tokenizer, shards, checkpoints)")
     parser.add_argument("--steps", type=int, default=2000, help="optimisation steps (default 2000)")
     parser.add_argument("--minutes", type=float, default=None,
@@ -58,8 +56,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, batching and noise (default 0)")
     parser.add_argument("--gt-weight", type=float, default=0.0, help="weight of the ground-truth loss (default 0: teacher only)")
     parser.add_argument("--ce-weight", type=float, default=1.0, help="weight of the reasoning cross-entropy (default 1)")
-    parser.add_argument("--mode-weight", type=float, default=1.0,
-                        help="weight of the mode scores' cross-entropy (-mixture students; default 1)")
     parser.add_argument("--flow-weight", type=float, default=0.5, help="weight of flow matching on teacher samples (default 0.5)")
     parser.add_argument("--set-match", choices=("chamfer", "assignment"), default="chamfer",
                         help="how the student's K trajectories are matched to the teacher's K samples in the set loss: "
@@ -76,8 +72,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from DIR/train_state.safetensors if present")
     parser.add_argument("--init", metavar="STUDENT_DIR",
                         help="start from this student folder's weights and tokenizer (same --student), e.g. to "
-                             "distil a committed student further or from a new teacher; a -mixture may continue a -regression "
-                             "folder, its mode scores starting fresh; default: a fresh student")
+                             "distil a committed student further or from a new teacher; default: a fresh student")
     parser.add_argument("--reuse-shards", action="store_true",
                         help="skip building DIR/shards/ when it holds shards of the same source")
     parser.add_argument("--eval-clips", type=int, default=500, help="held-out clips evaluated at the end (default 500; 0: none)")
@@ -246,7 +241,7 @@ def run(args, beam_args) -> int:
     columns = load_shards(shard_dir)
     source = read_join_report(shard_dir)["source"]
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, ce_weight=args.ce_weight,
-                      flow_weight=args.flow_weight, gt_weight=args.gt_weight, mode_weight=args.mode_weight, set_match=args.set_match,
+                      flow_weight=args.flow_weight, gt_weight=args.gt_weight, set_match=args.set_match,
                       set_coverage=args.set_coverage, checkpoint_every=args.checkpoint_every,
                       minutes=args.minutes, device=device)
     bar = [TextColumn(f"[bold]distil {student.name}[/]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

@@ -7,12 +7,7 @@ down, with a few-step action head:
 
 - `head="flow"`: the action expert integrated in `flow_steps` (1-2) Euler steps from noise;
 - `head="regression"`: the baseline, the same expert run once on `num_modes` learnt action
-  queries (one trajectory per mode, trained winner-takes-all);
-- `mode_scores=True` (variant `-mixture`): the regression head plus a probability per mode,
-  learnt as the share of the teacher's samples nearest to that mode; the K samples of a clip are
-  its modes drawn in proportion to those probabilities (systematic sampling, deterministic), so
-  the student's samples keep the teacher's proportions of behaviours while each mode is still
-  fitted by the Chamfer set loss.
+  queries (one trajectory per mode, trained winner-takes-all).
 
 Unlike the teacher's, the student's action head attends to the scene only (not to the reasoning
 it writes), so the trajectory path (vision + history + action head) runs, and exports to ONNX,
@@ -46,7 +41,6 @@ class StudentConfig:
     head: str = "flow"
     flow_steps: int = 2
     num_modes: int = 6  # regression head: trajectories per clip
-    mode_scores: bool = False  # regression head: a probability per mode; samples drawn by it
     max_text_len: int = 40
     action_chunk: int = 4
     backbone_path: str | None = None  # production template: a local pretrained language model
@@ -57,8 +51,6 @@ class StudentConfig:
             raise ValueError(f"unknown student head {self.head!r}; choose from {HEADS}")
         if self.head == "flow" and not 1 <= self.flow_steps <= 2:
             raise ValueError(f"a few-step flow head takes 1 or 2 steps, got {self.flow_steps}")
-        if self.mode_scores and self.head != "regression":
-            raise ValueError("mode scores belong to the regression head (variant -mixture)")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
 
@@ -89,17 +81,15 @@ CONFIGS = {c.name: c for c in (NANO, SMALL, PRODUCTION)}
 
 def student_config(spec: str) -> StudentConfig:
     """A named configuration, with an optional head variant: "nano", "small", "nano-regression",
-    "nano-mixture" (regression with mode probabilities), "nano-flow1" (one flow step)."""
+    "nano-flow1" (one flow step)."""
     name, _, variant = spec.partition("-")
     if name not in CONFIGS:
-        raise ValueError(f"unknown student {spec!r}; choose from {sorted(CONFIGS)} (optionally -regression, -mixture or -flow1)")
+        raise ValueError(f"unknown student {spec!r}; choose from {sorted(CONFIGS)} (optionally -regression or -flow1)")
     cfg = CONFIGS[name]
     if variant == "regression":
         return replace(cfg, name=spec, head="regression")
-    if variant == "mixture":
-        return replace(cfg, name=spec, head="regression", mode_scores=True)
     if variant == "flow1":
         return replace(cfg, name=spec, flow_steps=1)
     if variant:
-        raise ValueError(f"unknown student variant {variant!r} in {spec!r}; expected regression, mixture or flow1")
+        raise ValueError(f"unknown student variant {variant!r} in {spec!r}; expected regression or flow1")
     return cfg

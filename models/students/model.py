@@ -3,7 +3,6 @@ a scene-only few-step action head and a greedy reasoning decoder.
 
     scene tokens (vision + ego history) --decoder (scene attends to itself)--> scene hidden
     scene hidden --action expert, 1-2 Euler steps from noise (or once on learnt modes)--> actions
-    scene hidden --mode scores (mixture variant)--> which modes the K samples are
     scene hidden + <bos> --greedy decoding, KV cache--> one reasoning text per clip
 
 Shapes: B clips, K samples, S scene tokens, d model width; actions are the normalised unicycle
@@ -75,21 +74,6 @@ def set_loss(pred: torch.Tensor, target: torch.Tensor, target_mask: torch.Tensor
     return (per_clip * m).sum() / m.sum().clamp(min=1.0)
 
 
-def mixture_slots(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, M) mode logits -> (B, k) mode indices by systematic sampling: the modes in order of
-    probability, mode i taking the slots j whose quantile (j + 0.5) / k falls in its share of
-    the cumulative probability (about p_i * k slots each, the likeliest first). Deterministic,
-    and built of ops that export to ONNX."""
-    probs = logits.float().softmax(-1)
-    M = probs.shape[-1]
-    # order by probability, ties by index (a stable sort does not export; topk's tie order is unspecified)
-    order = (probs - 1e-6 * torch.arange(M, device=probs.device, dtype=probs.dtype) / M).topk(M, -1).indices
-    probs = probs.gather(1, order)
-    q = (torch.arange(k, device=logits.device, dtype=probs.dtype) + 0.5) / k
-    rank = (probs.cumsum(-1)[:, None, :] < q[None, :, None]).to(torch.int64).sum(-1)
-    return order.gather(1, torch.clamp(rank, max=M - 1))
-
-
 class Student(TinyVLA):
     def __init__(self, cfg: StudentConfig, vocab_size: int):
         if cfg.backbone_path is not None:
@@ -104,9 +88,6 @@ class Student(TinyVLA):
         if cfg.head == "regression":
             # learnt action queries, one per mode, spread like noise at t=0 so modes start apart
             self.modes = nn.Parameter(torch.randn(cfg.num_modes, NUM_FUTURE, 2, generator=torch.Generator().manual_seed(0)))
-        if cfg.mode_scores:
-            d = cfg.d_model
-            self.mode_score = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.num_modes))
 
     # --- the trajectory path (exported to ONNX) --------------------------------------------
     def scene_hidden(self, images, history_xyz, history_rot) -> torch.Tensor:
@@ -118,36 +99,23 @@ class Student(TinyVLA):
         once per clip and repeated for its K samples."""
         return [(k.repeat_interleave(K, 0), v.repeat_interleave(K, 0)) for k, v in self.expert.context_kv(hidden)]
 
-    def mode_actions(self, hidden: torch.Tensor, v0: torch.Tensor) -> torch.Tensor:
-        """Regression head: scene states (B, S, d) and speed (B,) -> every mode's actions (B, M, 64, 2)."""
-        B, M = hidden.shape[0], self.student_cfg.num_modes
-        v = v0.repeat_interleave(M, 0)
-        out = self.expert(self.modes.repeat(B, 1, 1), torch.ones_like(v), v, self.context_kv(hidden, M), None)
-        return (out * self.action_scale).view(B, M, NUM_FUTURE, 2)
-
-    def mode_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Mixture variant: scene states (B, S, d) -> (B, M) logits of the modes' probabilities."""
-        return self.mode_score(hidden.mean(1))
-
     def actions(self, hidden: torch.Tensor, v0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Scene states (B, S, d), speed (B,) and noise (B, K, 64, 2) -> normalised actions
-        (B, K, 64, 2). The regression head ignores the noise: its K is its number of modes, or,
-        with mode scores, noise.shape[1] samples of its modes (`mixture_slots`)."""
-        if self.student_cfg.head == "regression":
-            modes = self.mode_actions(hidden, v0)
-            if not self.student_cfg.mode_scores:
-                return modes
-            slots = mixture_slots(self.mode_logits(hidden), noise.shape[1])
-            return modes.gather(1, slots[:, :, None, None].expand(-1, -1, NUM_FUTURE, 2))
-        # Euler integration written out (not flow.euler_sample, which is no-grad): training
-        # back-propagates through the few steps.
-        B, K = noise.shape[:2]
+        """Scene states (B, S, d), speed (B,) and noise (B, K, 64, 2) (ignored by the regression
+        head, whose K is its number of modes) -> normalised actions (B, K, 64, 2)."""
+        B = hidden.shape[0]
+        K = self.student_cfg.num_modes if self.student_cfg.head == "regression" else noise.shape[1]
         context_kv = self.context_kv(hidden, K)
         v = v0.repeat_interleave(K, 0)
-        steps = self.student_cfg.flow_steps
-        out = noise.flatten(0, 1)
-        for i in range(steps):
-            out = out + self.expert(out, torch.full_like(v, i / steps), v, context_kv, None) / steps
+        if self.student_cfg.head == "regression":
+            x = self.modes.repeat(B, 1, 1)
+            out = self.expert(x, torch.ones_like(v), v, context_kv, None)
+        else:
+            # Euler integration written out (not flow.euler_sample, which is no-grad): training
+            # back-propagates through the few steps.
+            steps = self.student_cfg.flow_steps
+            out = noise.flatten(0, 1)
+            for i in range(steps):
+                out = out + self.expert(out, torch.full_like(v, i / steps), v, context_kv, None) / steps
         return (out * self.action_scale).view(B, K, NUM_FUTURE, 2)
 
     def trajectory_path(self, images, history_xyz, history_rot, v0, noise) -> torch.Tensor:
@@ -182,28 +150,18 @@ class Student(TinyVLA):
         `text` (B, T): <bos> teacher reasoning <eos> <pad>... (sequence-level distillation, teacher
         forced); `teacher_actions` (B, K, 64, 2) normalised; `noise` (B, K, 64, 2); optional
         ground truth `gt_actions` (B, 64, 2) where `gt_mask` (B,) is true.
-        Returns "ce", "set" (student samples, or the regression head's modes, vs the teacher's K,
-        matched by `set_match`, the Chamfer's coverage term weighted by `set_coverage`), "flow"
-        (flow matching on the teacher's samples; 0 for the regression head), "mode" (mixture
-        variant: cross-entropy of the mode scores against the share of the teacher's samples
-        nearest to each mode; else 0) and "gt" (min-over-K to the truth)."""
+        Returns "ce", "set" (student samples vs the teacher's K, matched by `set_match`, the
+        Chamfer's coverage term weighted by `set_coverage`), "flow" (flow matching on the
+        teacher's samples; 0 for the regression head) and "gt" (min-over-K to the truth)."""
         scene = self.scene(images, history_xyz, history_rot)
         S, inp, target = scene.shape[1], text[:, :-1], text[:, 1:]
         hidden, _ = self.decode(torch.cat([scene, self.embed_text(inp)], 1), self.prefix_mask(S, inp.shape[1], scene.device))
         logits = self.lm_head(hidden[:, S:])
         out = {"ce": F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=0)}
         scene_hidden = hidden[:, :S]
-        regression = self.student_cfg.head == "regression"
-        pred = (self.mode_actions(scene_hidden, v0) if regression else self.actions(scene_hidden, v0, noise)) / self.action_scale
+        pred = self.actions(scene_hidden, v0, noise) / self.action_scale
         teacher = teacher_actions / self.action_scale
         out["set"] = set_loss(pred, teacher, match=set_match, coverage=set_coverage)
-        if self.student_cfg.mode_scores:
-            # each mode's target probability: the share of the teacher's samples nearest to it
-            nearest = set_distance(pred.detach().float(), teacher.float()).argmin(1)  # (B, K teacher)
-            share = F.one_hot(nearest, self.student_cfg.num_modes).float().mean(1)
-            out["mode"] = F.cross_entropy(self.mode_logits(scene_hidden).float(), share)
-        else:
-            out["mode"] = torch.zeros((), device=scene.device)
         if self.student_cfg.head == "flow":
             B, K = teacher.shape[:2]
             context_kv = self.context_kv(scene_hidden, K)

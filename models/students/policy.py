@@ -3,8 +3,7 @@
 
 The K trajectories come from K noise draws of `seeds[i]` (flow head), scaled by the sampling
 noise scale (student.json's "sampling": {"noise_scale": s}, default 1; below 1 the samples keep
-closer to the student's most likely behaviour), the first K modes (regression head), or K draws
-of the modes in proportion to their scores (mixture variant, deterministic); the
+closer to the student's most likely behaviour), or the first K modes (regression head); the
 reasoning is one greedy text per clip, shared by its K samples. Batches
 are padded to `batch_size` clips, as the teacher's are, so a clip's outputs do not depend on the
 clips that share its batch.
@@ -99,7 +98,7 @@ class StudentPolicy:
         if len(clips) != len(seeds):
             raise ValueError(f"{len(clips)} clips but {len(seeds)} seeds")
         cfg = self.model.student_cfg
-        if cfg.head == "regression" and not cfg.mode_scores and num_samples > cfg.num_modes:
+        if cfg.head == "regression" and num_samples > cfg.num_modes:
             raise ValueError(f"the regression student has {cfg.num_modes} modes; asked for {num_samples} samples")
         out = []
         for start in range(0, len(clips), self.batch_size):

@@ -4,9 +4,8 @@ Losses per step (weights in `TrainConfig`): `set`, the min-over-K (Chamfer) dist
 the student's K few-step samples and the teacher's K samples (or their cheapest one-to-one
 pairing, `set_match="assignment"`); `flow`, flow matching on the
 teacher's samples (flow head only); `ce`, teacher-forced cross-entropy on one of the teacher's
-reasoning texts per clip (sequence-level distillation); `mode` (mixture variant), the mode
-scores against the share of the teacher's samples nearest to each mode; `gt`, min-over-K
-distance to the ground-truth future where there is one (weight 0 by default).
+reasoning texts per clip (sequence-level distillation); `gt`, min-over-K distance to the
+ground-truth future where there is one (weight 0 by default).
 
 Schedule: linear warm-up over 100 steps, then cosine decay to zero over `steps`, or over the
 wall-clock budget `minutes` where that ends first (so a time-boxed run still ends annealed).
@@ -20,7 +19,7 @@ training tensors are moved to the GPU once and bfloat16 autocast is used.
 
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +48,6 @@ class TrainConfig:
     set_weight: float = 1.0
     flow_weight: float = 0.5
     gt_weight: float = 0.0
-    mode_weight: float = 1.0  # mixture variant's mode scores
     set_match: str = "chamfer"  # or "assignment" (models.students.model.set_loss)
     set_coverage: float = 1.0  # weight of the Chamfer's coverage term
     checkpoint_every: int = 200
@@ -113,19 +111,12 @@ def unknown_words(texts, tokenizer: Tokenizer) -> list[str]:
 
 
 def initial_student(student_cfg: StudentConfig, init: str | Path) -> tuple[Student, Tokenizer]:
-    """The student folder `init`'s model and tokenizer, to continue from; its config must be
-    `student_cfg`'s, or that of the same regression student without mode scores (a `-mixture`
-    continued from a `-regression`: the mode scores start fresh)."""
+    """The student folder `init`'s model and tokenizer, to continue from; its config must be `student_cfg`'s."""
     model, tokenizer = load_student_model(init)
-    if model.student_cfg == student_cfg:
-        return model, tokenizer
-    if student_cfg.mode_scores and replace(model.student_cfg, name=student_cfg.name, mode_scores=True) == student_cfg:
-        scored = Student(student_cfg, model.cfg.vocab_size)
-        missing, unexpected = scored.load_state_dict(model.state_dict(), strict=False)
-        assert not unexpected and all(k.startswith("mode_score.") for k in missing), (missing, unexpected)
-        return scored, tokenizer
-    raise ValueError(f"--init {init} holds student {model.student_cfg.name!r} with another configuration than "
-                     f"{student_cfg.name!r}; continue from a folder of the same student")
+    if model.student_cfg != student_cfg:
+        raise ValueError(f"--init {init} holds student {model.student_cfg.name!r} with another configuration than "
+                         f"{student_cfg.name!r}; continue from a folder of the same student")
+    return model, tokenizer
 
 
 def distill(columns: dict[str, np.ndarray], student_cfg: StudentConfig, out_dir: str | Path, cfg: TrainConfig,
@@ -187,7 +178,7 @@ def distill(columns: dict[str, np.ndarray], student_cfg: StudentConfig, out_dir:
                                      dev(data["gt"][idx]) if cfg.gt_weight else None, dev(data["has_gt"][idx]),
                                      set_match=cfg.set_match, set_coverage=cfg.set_coverage)
             loss = (cfg.ce_weight * out["ce"] + cfg.set_weight * out["set"] + cfg.flow_weight * out["flow"]
-                    + cfg.mode_weight * out["mode"] + cfg.gt_weight * out["gt"])
+                    + cfg.gt_weight * out["gt"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -91,23 +91,6 @@ def test_init_continues_from_a_student_folder(shards, tmp_path):
         distill(cols, student_config("nano-regression"), tmp_path / "other", cfg, init=tmp_path / "first")
 
 
-def test_a_mixture_continues_a_regression_student_with_fresh_mode_scores(shards, tmp_path):
-    torch.set_num_threads(1)
-    cols = select(load_shards(shards[1]), "train")
-    distill(cols, student_config("nano-regression"), tmp_path / "reg", TrainConfig(steps=1, batch_size=4))
-    info = distill(cols, student_config("nano-mixture"), tmp_path / "mix", TrainConfig(steps=2, batch_size=4, lr=0.0),
-                   init=tmp_path / "reg")
-    assert info["final_losses"]["mode"] > 0
-    a, b = load_file(tmp_path / "reg" / "student.safetensors"), load_file(tmp_path / "mix" / "student.safetensors")
-    assert sorted(set(b) - set(a)) == ["mode_score.0.bias", "mode_score.0.weight", "mode_score.1.bias",
-                                       "mode_score.1.weight", "mode_score.3.bias", "mode_score.3.weight"]
-    for k in a:  # lr 0: the regression weights come through unchanged
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
-    with pytest.raises(ValueError, match="same student"):
-        distill(cols, student_config("nano-regression"), tmp_path / "back", TrainConfig(steps=1, batch_size=4),
-                init=tmp_path / "mix")
-
-
 @pytest.mark.gpu
 def test_mixed_precision_training_on_cuda(shards, tmp_path):
     if not torch.cuda.is_available():

@@ -15,9 +15,6 @@ def test_sizes_nano_cpu_small_tens_of_millions():
 
 def test_variants_and_bad_specs():
     assert student_config("nano-regression").head == "regression"
-    assert student_config("nano-mixture").head == "regression" and student_config("nano-mixture").mode_scores
-    with pytest.raises(ValueError, match="regression head"):
-        StudentConfig("x", 64, 2, 1, 1, 40, 72, (1, 2), mode_scores=True)
     assert student_config("small-flow1").flow_steps == 1
     with pytest.raises(ValueError, match="unknown student"):
         student_config("huge")
@@ -71,57 +68,6 @@ def test_predict_deterministic_batch_independent_and_roundtrips(tmp_path):
     assert abs(float(a[0][0]["traj_xyz"][0, 0]) - 0.5) <= 9.8 * 0.01 + 1e-5
     model, tokenizer = load_student_model(folder)
     assert model.student_cfg == student_config("nano") and len(tokenizer) == model.cfg.vocab_size
-
-
-def test_mixture_slots_draw_modes_in_proportion_likeliest_first():
-    from models.students.model import mixture_slots
-
-    probs = torch.tensor([[0.2, 0.0, 0.5, 0.3, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
-    logits = torch.log(probs + 1e-12)
-    # quantiles 1/12, 3/12, ..., 11/12 against cumulative 0.5, 0.8, 1.0 (modes 2, 3, 0)
-    assert mixture_slots(logits, 6).tolist() == [[2, 2, 2, 3, 3, 0], [5] * 6]
-    assert mixture_slots(logits, 1).tolist() == [[2], [5]]
-    assert mixture_slots(torch.zeros(1, 4), 8).tolist() == [[0, 0, 1, 1, 2, 2, 3, 3]]
-
-
-def test_mixture_mode_loss_targets_the_share_of_teacher_samples_per_mode():
-    torch.manual_seed(0)
-    m = Student(student_config("nano-mixture"), 20).eval()
-    torch.nn.init.normal_(m.expert.out.weight, std=0.5)  # modes apart (the output layer starts at zero)
-    B, H, W = 1, m.cfg.image_height, m.cfg.image_width
-    images, xyz, rot, v0 = torch.randn(B, 16, 3, H, W), torch.zeros(B, 16, 3), torch.zeros(B, 16, 9), torch.ones(B)
-    with torch.no_grad():
-        hidden = m.scene_hidden(images, xyz, rot)
-        modes = m.mode_actions(hidden, v0)
-    # the teacher's 6 samples: four on mode 1, two on mode 4 -> target shares 2/3 and 1/3
-    teacher = modes[:, [1, 1, 1, 1, 4, 4]]
-    text = torch.tensor([[1, 3, 2]])
-    out = m.distill_loss(images, xyz, rot, v0, text, teacher, torch.randn(B, 6, NUM_FUTURE, 2))
-    logp = m.mode_logits(hidden).log_softmax(-1)[0]
-    assert out["mode"].item() == pytest.approx(-(2 / 3 * logp[1] + 1 / 3 * logp[4]).item(), rel=1e-5)
-    assert Student(student_config("nano-regression"), 20).distill_loss(images, xyz, rot, v0, text, teacher,
-                                                                       torch.randn(B, 6, NUM_FUTURE, 2))["mode"].item() == 0.0
-
-
-def test_mixture_student_draws_any_number_of_samples_from_its_modes(tmp_path):
-    from models.students.model import mixture_slots
-    from models.teacher import images_tensor
-
-    policy = StudentPolicy(random_student(tmp_path, "nano-mixture"))
-    torch.manual_seed(1)
-    torch.nn.init.normal_(policy.model.expert.out.weight, std=0.5)  # modes apart (the output layer starts at zero)
-    clip = fake_clip(0)
-    eight = policy.predict([clip], 8, [0])[0]
-    images, xyz, rot = policy.inputs([clip])
-    with torch.no_grad():
-        hidden = policy.model.scene_hidden(images_tensor(images), torch.from_numpy(xyz).float(), torch.from_numpy(rot).float())
-        slots = mixture_slots(policy.model.mode_logits(hidden), 8)[0].tolist()
-    assert len(eight) == 8 and len(set(slots)) > 1
-    for a in range(8):  # samples are identical exactly where their slots hold the same mode
-        for b in range(8):
-            assert np.array_equal(eight[a]["traj_xyz"], eight[b]["traj_xyz"]) == (slots[a] == slots[b])
-    again = policy.predict([clip], 8, [99])[0]  # the draws do not depend on the seed
-    assert all(np.array_equal(x["traj_xyz"], y["traj_xyz"]) for x, y in zip(eight, again))
 
 
 def test_regression_student_refuses_more_samples_than_modes(tmp_path):
