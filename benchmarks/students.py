@@ -77,9 +77,8 @@ def dataset(args) -> int:
     import datetime
     import time
 
-    from rich.progress import Progress
-
     from models.teacher import load_teacher
+    from pipelines.progress import LineProgress
     from pipelines.teacher import parse_seeds
     from schemas.ids import seed_of
     from sim.dataset import build
@@ -95,7 +94,7 @@ def dataset(args) -> int:
     by_log: dict[str, list[int]] = {}
     for i, log in enumerate(data.columns["log_id"]):
         by_log.setdefault(str(log), []).append(i)
-    with Progress() as progress:
+    with LineProgress() as progress:
         task = progress.add_task("teacher", total=len(data))
         for log, rows in by_log.items():
             clips, labels = [], []

@@ -541,13 +541,13 @@ def plot(rows: list[dict], path) -> None:
 
 def write_closed_loop(out, teacher_spec: str, policies: dict, episodes: int, replan_s: float) -> None:
     import pyarrow.parquet as pq
-    from rich.progress import Progress
 
     from models.teacher import load_teacher
+    from pipelines.progress import LineProgress
     from sim.closed_loop import run_episodes
 
     rows = []
-    with Progress() as progress:
+    with LineProgress() as progress:
         for name, policy in {"teacher": load_teacher(teacher_spec), **policies}.items():
             task = progress.add_task(f"closed loop {name}", total=episodes)
             rows += [{"policy": name, **r} for r in run_episodes(policy, range(episodes), replan_s=replan_s,

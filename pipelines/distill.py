@@ -181,8 +181,6 @@ def build_shards(labels_uri: str, out_dir: str, height: int, width: int, heldout
 def sim_shards(args, student, shard_dir, device: str) -> dict | None:
     """Simulated, teacher-labelled shards (models/students/simlabel.py); None when --reuse-shards
     finds shards of the same source."""
-    from rich.progress import Progress
-
     from models.students.data import read_join_report
     from models.students.simlabel import (
         build_sim_shards,
@@ -190,6 +188,7 @@ def sim_shards(args, student, shard_dir, device: str) -> dict | None:
         sim_source,
         teacher_identity,
     )
+    from pipelines.progress import LineProgress
     from pipelines.teacher import parse_seeds
 
     seeds = parse_seeds(args.from_sim)
@@ -197,7 +196,7 @@ def sim_shards(args, student, shard_dir, device: str) -> dict | None:
     source = sim_source(seeds, args.drive_minutes, args.stride_s, args.samples, args.heldout_percent, teacher, args.pai_percent)
     if args.reuse_shards and (read_join_report(shard_dir) or {}).get("source") == source:
         return None
-    with Progress() as progress:
+    with LineProgress() as progress:
         task = progress.add_task(f"simulate + label {len(seeds)} drives", total=len(seeds))
         return build_sim_shards(seeds, shard_dir, args.teacher, device, student.image_height, student.image_width,
                                 minutes=args.drive_minutes, stride_s=args.stride_s, cache=args.cache, workers=args.workers,
@@ -211,12 +210,13 @@ def run(args, beam_args) -> int:
     from pathlib import Path
 
     import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from models.students import student_config
     from models.students.data import load_shards, read_join_report, select
     from models.students.metrics import heldout_metrics
     from models.students.train import STATE_FILE, TrainConfig, distill
+    from pipelines.progress import LineProgress
 
     torch.set_num_threads(args.threads)
     student = student_config(args.student)
@@ -246,7 +246,7 @@ def run(args, beam_args) -> int:
                       minutes=args.minutes, device=device)
     bar = [TextColumn(f"[bold]distil {student.name}[/]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
            TextColumn("{task.fields[losses]}"), TimeElapsedColumn()]
-    with Progress(*bar) as progress:
+    with LineProgress(*bar) as progress:
         task = progress.add_task("distil", total=args.steps, losses="")
 
         def update(step, total, losses):

@@ -74,16 +74,19 @@ class PublishedRows:
 
 @contextmanager
 def progress_bar(description: str, total: int, out_uri: str, tables: tuple[str, ...], enabled: bool = True):
-    """A rich progress bar over `total` rows published to `tables` while the block runs."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """A progress bar (plain lines off a terminal: pipelines/progress.py) over `total` rows
+    published to `tables` while the block runs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from pipelines.progress import LineProgress
 
     if not enabled:
         yield
         return
     counter = PublishedRows(out_uri, tables)
     stop = threading.Event()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("windows"), TimeElapsedColumn()) as progress:
+    with LineProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("windows"), TimeElapsedColumn()) as progress:
         task = progress.add_task(description, total=total)
 
         def poll():

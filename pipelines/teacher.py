@@ -81,11 +81,10 @@ def run(args, beam_args) -> int:
 
 def load_clips(args):
     """The simulated clips of `args.seeds` (cached), with a progress bar over drives."""
-    from rich.progress import Progress
-
+    from pipelines.progress import LineProgress
     from sim.dataset import build
 
-    with Progress() as progress:
+    with LineProgress() as progress:
         task = progress.add_task(f"simulate + render {len(args.seeds)} drives", total=len(args.seeds))
         return build(args.seeds, args.drive_minutes, args.stride_s, args.cache, args.workers,
                      lambda n: progress.advance(task, n))
@@ -178,11 +177,12 @@ def train(args) -> int:
     from pathlib import Path
 
     import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from models.teacher import images_tensor, load_model, save_weights
     from models.tokenizer import Tokenizer, pieces
     from models.vla import TinyVLA, VLAConfig
+    from pipelines.progress import LineProgress
 
     torch.manual_seed(args.seed)
     data = load_clips(args)
@@ -216,7 +216,7 @@ def train(args) -> int:
     columns = [TextColumn("[bold]train[/] epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                TextColumn("ce {task.fields[ce]:.3f} flow {task.fields[fm]:.3f}"), TimeElapsedColumn()]
     weights = family_weights(data.columns["family"], args.balance).to(args.device) if args.balance else None
-    with Progress(*columns) as progress:
+    with LineProgress(*columns) as progress:
         task = progress.add_task("train", total=total_steps, epoch=0, ce=float("nan"), fm=float("nan"))
         for epoch in range(args.epochs):
             if weights is None:
@@ -333,10 +333,10 @@ def evaluate(args) -> int:
     from pathlib import Path
 
     from rich.console import Console
-    from rich.progress import track
     from rich.table import Table
 
     from models.teacher import WEIGHTS_DIR, TinyTeacher
+    from pipelines.progress import LineProgress
     from schemas.ids import seed_of
 
     data = load_clips(args)
@@ -345,10 +345,13 @@ def evaluate(args) -> int:
     rows = []
     started = time.perf_counter()
     batch = teacher.batch_size
-    for start in track(range(0, len(data), batch), description=f"eval {len(data)} clips"):
-        clips = [data.clip(i) for i in range(start, min(start + batch, len(data)))]
-        samples = teacher.predict(clips, args.samples, [seed_of(str(c["clip_id"])) for c in clips])
-        rows += [clip_metrics(c, s) for c, s in zip(clips, samples)]
+    with LineProgress() as progress:
+        task = progress.add_task(f"eval {len(data)} clips", total=len(data))
+        for start in range(0, len(data), batch):
+            clips = [data.clip(i) for i in range(start, min(start + batch, len(data)))]
+            samples = teacher.predict(clips, args.samples, [seed_of(str(c["clip_id"])) for c in clips])
+            rows += [clip_metrics(c, s) for c, s in zip(clips, samples)]
+            progress.advance(task, len(clips))
     seconds = time.perf_counter() - started
     families = sorted({r["family"] for r in rows})
     metrics = {

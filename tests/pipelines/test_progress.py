@@ -1,0 +1,45 @@
+import io
+
+from rich.console import Console
+
+from pipelines.progress import LineProgress
+
+
+def run(terminal: bool, steps: int = 10, step_s: float = 10.0) -> list[str]:
+    """A task of `steps` steps, one every `step_s` seconds of a fake clock; the console's lines."""
+    now = [0.0]
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=terminal, width=200)
+    with LineProgress(console=console, get_time=lambda: now[0], every_s=30.0) as progress:
+        task = progress.add_task("[bold]distil[/] nano", total=steps, losses="")
+        for i in range(steps):
+            now[0] += step_s
+            progress.update(task, advance=1, losses=f"set {i / 10:.3f}")
+    return out.getvalue().splitlines()
+
+
+def test_off_a_terminal_a_line_at_start_every_30_s_and_at_the_end():
+    lines = [line for line in run(terminal=False) if line.startswith("distil nano:")]
+    assert lines == [
+        "distil nano: 0/10 (0%), 0:00:00 elapsed",
+        "distil nano: 3/10 (30%), 0:00:30 elapsed, ~0:01:10 left; losses set 0.200",
+        "distil nano: 6/10 (60%), 0:01:00 elapsed, ~0:00:40 left; losses set 0.500",
+        "distil nano: 9/10 (90%), 0:01:30 elapsed, ~0:00:10 left; losses set 0.800",
+        "distil nano: 10/10 (100%), 0:01:40 elapsed; losses set 0.900",
+    ]
+
+
+def test_a_completed_task_prints_its_last_line_once():
+    now = [0.0]
+    out = io.StringIO()
+    with LineProgress(console=Console(file=out, force_terminal=False), get_time=lambda: now[0]) as progress:
+        task = progress.add_task("eval", total=2)
+        progress.advance(task, 2)
+        now[0] += 100
+        progress.update(task, completed=2)
+    assert [line for line in out.getvalue().splitlines() if line.startswith("eval:")] == [
+        "eval: 0/2 (0%), 0:00:00 elapsed", "eval: 2/2 (100%), 0:00:00 elapsed"]
+
+
+def test_on_a_terminal_only_the_live_bar():
+    assert not any("elapsed" in line for line in run(terminal=True))
