@@ -29,9 +29,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from pipelines.progress import LineProgress
     from sim.synth import FleetSpec, synthesize
 
     spec = FleetSpec.from_args(args)
-    summary = synthesize(spec)
+    progress = LineProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn())
+    summary = synthesize(spec, progress)
     print(summary.describe())
     return 0

@@ -149,9 +149,10 @@ class _RenderByDrive:
         return self._current.render(snapshot, camera)
 
 
-def synthesize(spec: FleetSpec, show_progress: bool = True) -> FleetSummary:
-    """Write the fleet of `spec`; vehicles render in parallel processes (MCAP)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def synthesize(spec: FleetSpec, progress=None) -> FleetSummary:
+    """Write the fleet of `spec`; vehicles render in parallel processes (MCAP). `progress`: a
+    rich Progress (not started) that shows the frames written; default none."""
+    from rich.progress import Progress
 
     started = time.perf_counter()
     total = spec.frames_per_vehicle * spec.vehicles
@@ -160,11 +161,8 @@ def synthesize(spec: FleetSpec, show_progress: bool = True) -> FleetSummary:
     # multi_process_shared (imported by RunInference) has patched multiprocessing's AutoProxy.
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    with Progress(
-        TextColumn("[bold]synth[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), disable=not show_progress,
-    ) as progress:
-        task = progress.add_task(f"{spec.format} frames", total=total)
+    with progress or Progress(disable=True) as progress:
+        task = progress.add_task(f"synth {spec.format} frames", total=total)
         workers = spec.workers or os.cpu_count() or 1
         with ProcessPoolExecutor(max_workers=min(workers, spec.vehicles), mp_context=ctx,
                                  initializer=_init_worker, initargs=(queue,)) as pool:
