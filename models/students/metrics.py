@@ -1,6 +1,7 @@
 """Accuracy of a student's (or the teacher's) K samples on held-out examples (models/students/data.py):
 minADE/minFDE over K against the ground truth and against the teacher's samples, teacher-student
-L2 between the sample means, meta-action agreement with the teacher (majority over samples).
+L2 between the sample means, meta-action agreement with the teacher (majority over samples),
+and whether the teacher's K samples all state the same meta-action.
 Distances are in the xy plane, in metres."""
 
 import numpy as np
@@ -37,6 +38,8 @@ def clip_accuracy(pred_xyz, pred_yaw, v0: float, teacher_xyz, teacher_meta: list
     out["l2_teacher"] = float(np.linalg.norm(pred_xyz.mean(0)[:, :2] - teacher_xyz.mean(0)[:, :2], axis=-1).mean())
     mine = majority([classify(x, y, v0) for x, y in zip(pred_xyz, pred_yaw)])
     out["meta_agree"] = float(mine == majority(teacher_meta))
+    # where the teacher's samples disagree among themselves its majority is partly chance
+    out["teacher_unanimous"] = float(len(set(teacher_meta)) == 1)
     return out
 
 

@@ -53,9 +53,12 @@ def test_bench_accuracy_values(benched):
     # every clip comes from an MCAP log (JPEG frames): the per-domain agreement is the overall one
     assert student["meta_agree_jpeg"] == student["meta_agree"] and student["clips_jpeg"] == 6
     assert "meta_agree_h264" not in student
+    # every clip's 6 label samples keep speed: the teacher is unanimous everywhere
+    assert student["teacher_unanimous"] == 1.0 and student["meta_agree_unanimous"] == student["meta_agree"]
+    assert teacher["teacher_unanimous"] is None  # the teacher row is not scored against itself
     assert student["params"] < 1_000_000 < teacher["params"]
     md = (benched / "bench.md").read_text()
-    assert len(md.splitlines()) == 2 + 6 and "minADE gt (m)" in md and "agree PAI/H.264" in md  # header, rule, 6 rows
+    assert len(md.splitlines()) == 2 + 6 and "minADE gt (m)" in md and "agree PAI/H.264" in md and "agree, teacher unanimous" in md  # header, rule, 6 rows
     assert (benched / "bench.png").stat().st_size > 1000
 
 
