@@ -5,7 +5,7 @@ output redirected to a file) rich draws nothing until the end, so a job that run
 would show no sign of life; there `LineProgress` prints one plain line per task when it starts,
 then at most every `every_s` seconds while it advances, and when it completes:
 
-    distil nano-regression: 1200/30000 (4%), 0:01:02 elapsed, ~0:24:51 left; set 0.031 ce 0.284
+    distil nano-regression: 1200/30000 (4%), 0:01:02 elapsed, ~0:24:51 left; losses ce 0.284 set 0.031
 """
 
 from datetime import timedelta
@@ -55,7 +55,7 @@ class LineProgress(Progress):
 
 def progress_line(task: Task) -> str:
     """"description: done/total (percent), elapsed, ~left; fields" of a rich task."""
-    done = f"{task.completed:g}" + ("" if task.total is None else f"/{task.total:g} ({task.percentage:.0f}%)")
+    done = _number(task.completed) + ("" if task.total is None else f"/{_number(task.total)} ({task.percentage:.0f}%)")
     parts = [f"{Text.from_markup(task.description).plain}: {done}"]
     if task.elapsed is not None:
         parts.append(f"{_clock(task.elapsed)} elapsed")
@@ -64,6 +64,10 @@ def progress_line(task: Task) -> str:
     fields = " ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in task.fields.items()
                       if v not in ("", None))
     return ", ".join(parts) + (f"; {fields}" if fields else "")
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def _clock(seconds: float) -> str:

@@ -41,5 +41,15 @@ def test_a_completed_task_prints_its_last_line_once():
         "eval: 0/2 (0%), 0:00:00 elapsed", "eval: 2/2 (100%), 0:00:00 elapsed"]
 
 
+def test_line_formats_counts_without_exponents_and_drops_empty_fields():
+    from rich.progress import Progress
+
+    from pipelines.progress import progress_line
+
+    with Progress(console=Console(file=io.StringIO()), get_time=lambda: 0.0) as progress:
+        task = progress.add_task("[bold]train[/]", total=2_000_000, completed=1_500_000, epoch=3, ce=0.28431, note="")
+        assert progress_line(progress.tasks[task]) == "train: 1500000/2000000 (75%), 0:00:00 elapsed; epoch 3 ce 0.284"
+
+
 def test_on_a_terminal_only_the_live_bar():
     assert not any("elapsed" in line for line in run(terminal=True))
