@@ -3,7 +3,8 @@
 On a terminal `LineProgress` is rich's live progress bar. Off a terminal (a scheduled job, CI,
 output redirected to a file) rich draws nothing until the end, so a job that runs for minutes
 would show no sign of life; there `LineProgress` prints one plain line per task when it starts,
-then at most every `every_s` seconds while it advances, and when it completes:
+then at most every `every_s` seconds while it advances, and when it completes (or the display
+stops short of it):
 
     distil nano-regression: 1200/30000 (4%), 0:01:02 elapsed, ~0:24:51 left; losses ce 0.284 set 0.031
 """
@@ -38,6 +39,12 @@ class LineProgress(Progress):
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         super().advance(task_id, advance)
         self._line(task_id)
+
+    def stop(self) -> None:
+        """Also the last line of each task that ended short of its total (e.g. on a time budget)."""
+        for task in self.tasks:
+            self._line(task.id, force=True)
+        super().stop()
 
     def _line(self, task_id: TaskID, force: bool = False) -> None:
         if not self._lines or task_id in self._ended:

@@ -41,6 +41,18 @@ def test_a_completed_task_prints_its_last_line_once():
         "eval: 0/2 (0%), 0:00:00 elapsed", "eval: 2/2 (100%), 0:00:00 elapsed"]
 
 
+def test_a_task_ending_short_of_its_total_gets_a_last_line():
+    now = [0.0]
+    out = io.StringIO()
+    with LineProgress(console=Console(file=out, force_terminal=False), get_time=lambda: now[0]) as progress:
+        task = progress.add_task("distil", total=2000)
+        now[0] = 12.0
+        progress.update(task, completed=150)  # a time budget ends the run here
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("distil:")]
+    assert lines[0] == "distil: 0/2000 (0%), 0:00:00 elapsed" and lines[-1].startswith("distil: 150/2000 (8%), 0:00:12 elapsed")
+    assert len(lines) == 2
+
+
 def test_line_formats_counts_without_exponents_and_drops_empty_fields():
     from rich.progress import Progress
 
