@@ -247,7 +247,8 @@ def run(args, beam_args) -> int:
     bar = [TextColumn(f"[bold]distil {student.name}[/]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
            TextColumn("{task.fields[losses]}"), TimeElapsedColumn()]
     with LineProgress(*bar) as progress:
-        task = progress.add_task("distil", total=args.steps, losses="")
+        task = progress.add_task("distil", total=args.steps, losses="",
+                                 budget_s=None if args.minutes is None else args.minutes * 60)
 
         def update(step, total, losses):
             progress.update(task, completed=step, losses=" ".join(f"{k} {v:.3f}" for k, v in losses.items()))

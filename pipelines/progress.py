@@ -61,15 +61,20 @@ class LineProgress(Progress):
 
 
 def progress_line(task: Task) -> str:
-    """"description: done/total (percent), elapsed, ~left; fields" of a rich task."""
+    """"description: done/total (percent), elapsed, ~left; fields" of a rich task; a task field
+    `budget_s` (a time budget that may end the task before its total) caps the time left."""
     done = _number(task.completed) + ("" if task.total is None else f"/{_number(task.total)} ({task.percentage:.0f}%)")
     parts = [f"{Text.from_markup(task.description).plain}: {done}"]
     if task.elapsed is not None:
         parts.append(f"{_clock(task.elapsed)} elapsed")
-    if task.time_remaining is not None and not task.finished:
-        parts.append(f"~{_clock(task.time_remaining)} left")
+    left = task.time_remaining
+    budget = task.fields.get("budget_s")
+    if budget is not None and task.elapsed is not None:  # a run that its time budget ends first
+        left = min(left if left is not None else budget, max(0.0, budget - task.elapsed))
+    if left is not None and not task.finished:
+        parts.append(f"~{_clock(left)} left")
     fields = " ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in task.fields.items()
-                      if v not in ("", None))
+                      if v not in ("", None) and k != "budget_s")
     return ", ".join(parts) + (f"; {fields}" if fields else "")
 
 

@@ -217,7 +217,7 @@ def train(args) -> int:
                TextColumn("ce {task.fields[ce]:.3f} flow {task.fields[fm]:.3f}"), TimeElapsedColumn()]
     weights = family_weights(data.columns["family"], args.balance).to(args.device) if args.balance else None
     with LineProgress(*columns) as progress:
-        task = progress.add_task("train", total=total_steps, epoch=0, ce=float("nan"), fm=float("nan"))
+        task = progress.add_task("train", total=total_steps, epoch=0, ce=float("nan"), fm=float("nan"), budget_s=budget_s)
         for epoch in range(args.epochs):
             if weights is None:
                 order = torch.randperm(n, generator=generator, device=args.device)

@@ -53,6 +53,20 @@ def test_a_task_ending_short_of_its_total_gets_a_last_line():
     assert len(lines) == 2
 
 
+def test_a_time_budget_caps_the_time_left():
+    now = [0.0]
+    out = io.StringIO()
+    with LineProgress(console=Console(file=out, force_terminal=False), get_time=lambda: now[0], every_s=30) as progress:
+        task = progress.add_task("distil", total=2000, budget_s=60.0)
+        for step in range(1, 5):
+            now[0] = 10.0 * step
+            progress.update(task, completed=10 * step)
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("distil:")]
+    # 10 steps in 10 s would leave ~0:32:30 for 2000 steps; the budget leaves 30 s
+    assert lines[1] == "distil: 30/2000 (2%), 0:00:30 elapsed, ~0:00:30 left"
+    assert "budget" not in out.getvalue()
+
+
 def test_line_formats_counts_without_exponents_and_drops_empty_fields():
     from rich.progress import Progress
 
