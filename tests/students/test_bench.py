@@ -69,3 +69,27 @@ def test_evaluation_split_and_names():
     assert evaluation_split([{"labels": None, "source": {"from_sim": "0-9"}}], "/d") == 100  # no student saw /d
     assert display_names(["student-nano", "student-nano", "student-small"], ["a/x", "b/y", "c/z"]) == \
         ["student-nano@x", "student-nano@y", "student-small"]
+
+
+def test_agreement_where_the_teacher_is_unanimous():
+    import numpy as np
+
+    from pipelines.bench import accuracy
+    from tests.students.helpers import fake_clip
+
+    class SameText:
+        def similarity(self, a, b):
+            return 1.0
+
+    clips = [fake_clip(i) for i in range(2)]  # straight at 5 m/s: the student's samples keep speed
+    future = np.stack([c["ego_future_xyz"] for c in clips])
+    columns = {"clip_id": np.array([c["clip_id"] for c in clips]),
+               "history_xyz": np.stack([c["ego_history_xyz"] for c in clips]),
+               "future_xyz": future, "teacher_xyz": np.repeat(future[:, None], 6, 1),
+               "teacher_yaw": np.zeros((2, 6, 64), np.float32), "teacher_text": np.full((2, 6), "Keep speed."),
+               # clip 0: all 6 samples keep speed; clip 1: 4 decelerate, 2 keep speed
+               "teacher_longitudinal": np.array([["keep_speed"] * 6, ["decelerate"] * 4 + ["keep_speed"] * 2]),
+               "teacher_lateral": np.full((2, 6), "keep_lane")}
+    preds = [(columns["teacher_xyz"][i], columns["teacher_yaw"][i], "Keep speed.") for i in range(2)]
+    out = accuracy(columns, preds, SameText())
+    assert out["meta_agree"] == 0.5 and out["teacher_unanimous"] == 0.5 and out["meta_agree_unanimous"] == 1.0
