@@ -35,6 +35,11 @@ from transforms.publish import TEMP_PREFIX, atomic_output
 MANIFEST_NAME = "_manifest.json"
 SUCCESS_NAME = "_SUCCESS"
 COMPRESSION = "zstd"
+# Columns of already-compressed media, stored as they are: zstd gains nothing on camera JPEGs
+# (0.0 % on photographs re-encoded at the clips' size) and 18 % only on the simulator's flat
+# renders, at ~0.6 ms of CPU a clip (docs/PERFORMANCE.md); dictionary pages of unique images are
+# wasted work too.
+STORED_COLUMNS = {"clips": ("images",)}
 # Row groups of about 64 MiB uncompressed (about 140 clip rows with 16 JPEGs of 30 kB; a 60 s block
 # at a 0.5 s stride is 120 rows) and at most DuckDB's own row-group size in rows.
 ROW_GROUP_BYTES = 64 << 20
@@ -123,8 +128,15 @@ def write_partition_file(out_uri: str, table: str, rows: list[dict], date: str, 
     bytes_per_row = max(1, arrow.nbytes // max(1, arrow.num_rows))
     row_group_size = max(1, min(MAX_ROW_GROUP_ROWS, ROW_GROUP_BYTES // bytes_per_row))
     with atomic_output(uri) as f:
-        pq.write_table(arrow, f, compression=COMPRESSION, row_group_size=row_group_size)
+        pq.write_table(arrow, f, row_group_size=row_group_size, **column_encodings(table, arrow.schema.names))
     return uri
+
+
+def column_encodings(table: str, columns: list[str]) -> dict:
+    """`pq.write_table` options: zstd and dictionary pages, but for `STORED_COLUMNS`."""
+    stored = STORED_COLUMNS.get(table, ())
+    return {"compression": {c: "none" if c in stored else COMPRESSION for c in columns},
+            "use_dictionary": [c for c in columns if c not in stored]}
 
 
 def read_table(out_uri: str, table: str, columns: list[str] | None = None) -> pa.Table:

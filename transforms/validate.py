@@ -137,35 +137,46 @@ def kinematics(traj_xyz: np.ndarray, traj_yaw: np.ndarray) -> Kinematics:
     )
 
 
-def _peak(values: np.ndarray) -> tuple[float, float]:
-    """(signed value with the largest magnitude, its time in seconds after t0)."""
-    i = int(np.argmax(np.abs(values)))
-    return float(values[i]), (i + 1) * DT
+def _peaks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per trajectory of a batch (leading axis): (signed value with the largest magnitude, its
+    time in seconds after t0)."""
+    i = np.abs(values).argmax(-1)
+    return np.take_along_axis(values, i[:, None], -1)[:, 0], (i + 1) * DT
 
 
 def physical_failures(kin: Kinematics) -> list[str]:
     """Messages for each hard physical bound the trajectory exceeds."""
-    out = []
-    accel, t = _peak(kin.lon_accel)
-    if abs(accel) > MAX_ACCEL + BOUND_SLACK:
-        out.append(f"longitudinal accel {accel:.3f} m/s^2 at +{t:.1f} s exceeds +-{MAX_ACCEL}")
-    curvature, t = _peak(kin.curvature)
-    if abs(curvature) > MAX_CURVATURE + BOUND_SLACK:
-        out.append(f"curvature {curvature:.3f} 1/m at +{t:.1f} s exceeds +-{MAX_CURVATURE}")
+    return physical_failures_of_batch(kin[None])[0]
+
+
+def physical_failures_of_batch(kin: Kinematics) -> list[list[str]]:
+    """`physical_failures` of each trajectory of a batch (leading axis)."""
+    out = [[] for _ in range(len(kin.lon_accel))]
+    for values, bound, what in ((kin.lon_accel, MAX_ACCEL, "longitudinal accel {:.3f} m/s^2"),
+                                (kin.curvature, MAX_CURVATURE, "curvature {:.3f} 1/m")):
+        peaks, times = _peaks(values)
+        for i in np.flatnonzero(np.abs(peaks) > bound + BOUND_SLACK):
+            out[i].append(f"{what.format(peaks[i])} at +{times[i]:.1f} s exceeds +-{bound}")
     return out
 
 
 def comfort_violations(kin: Kinematics) -> dict[str, str]:
     """Comfort bound name -> message, for each bound the trajectory does not keep."""
-    out = {}
+    return comfort_violations_of_batch(kin[None])[0]
+
+
+def comfort_violations_of_batch(kin: Kinematics) -> list[dict[str, str]]:
+    """`comfort_violations` of each trajectory of a batch (leading axis), one reduction per bound."""
+    out = [{} for _ in range(len(kin.lon_accel))]
     for name, (low, high) in COMFORT_BOUNDS.items():
         values = getattr(kin, name)
-        lo, hi = float(values.min()), float(values.max())
+        los, his = values.min(-1), values.max(-1)
         inclusive = name == "lon_accel"
-        bad = (lo < low or hi > high) if inclusive else (lo <= low or hi >= high)
-        if bad:
+        bad = ((los < low) | (his > high)) if inclusive else ((los <= low) | (his >= high))
+        for i in np.flatnonzero(bad):
+            lo, hi = float(los[i]), float(his[i])
             worst = lo if (low - lo) > (hi - high) else hi
-            out[name] = f"{name} {worst:.3f} outside ({low}, {high})"
+            out[i][name] = f"{name} {worst:.3f} outside ({low}, {high})"
     return out
 
 
@@ -244,21 +255,21 @@ def _trajectory(sample: dict) -> tuple[np.ndarray, np.ndarray] | tuple[Reason, s
 
 def _check_samples(samples: list[dict], v0: float, truth: np.ndarray | None,
                    config: CheckConfig) -> list[_SampleResult]:
-    """Each sample's checks; the kinematics and meta-actions of every well-formed trajectory in one batch."""
+    """Each sample's checks; the kinematics, meta-actions and bounds of every well-formed
+    trajectory in one batch."""
     trajectories = [_trajectory(sample) for sample in samples]
     formed = [k for k, t in enumerate(trajectories) if isinstance(t[0], np.ndarray)]
     row_of = {k: row for row, k in enumerate(formed)}  # sample -> its row in the batch
     if formed:
         formed_xyz = np.stack([trajectories[k][0] for k in formed])
         formed_yaw = np.stack([trajectories[k][1] for k in formed])
-        kins, actions = kinematics(formed_xyz, formed_yaw), classify_trajectories(formed_xyz, formed_yaw, v0)
+        batch = _BatchChecks(formed_xyz, formed_yaw, v0, truth)
     results = []
     for k, sample in enumerate(samples):
         text = sample.get("reasoning") or ""
         result = _SampleResult(failures=[], flags=set())
         if k in row_of:
-            xyz, yaw = trajectories[k]
-            _check_trajectory(result, xyz, yaw, kins[row_of[k]], actions[row_of[k]], truth, text, config)
+            batch.check(row_of[k], result, text, config)
         else:
             result.failures.append(trajectories[k])
         result.failures += reasoning_failures(text, config)
@@ -266,27 +277,40 @@ def _check_samples(samples: list[dict], v0: float, truth: np.ndarray | None,
     return results
 
 
-def _check_trajectory(result: _SampleResult, xyz: np.ndarray, yaw: np.ndarray, kin: Kinematics,
-                      action: tuple[str, str], truth: np.ndarray | None, text: str, config: CheckConfig) -> None:
-    result.failures += [(Reason.PHYSICAL_BOUNDS, m) for m in physical_failures(kin)]
-    for name, message in comfort_violations(kin).items():
-        if config.reject_comfort:
-            result.failures.append((Reason.COMFORT_BOUNDS, message))
-        else:
-            result.flags.add(f"comfort_{name}")
-    result.inconsistency = contradiction(stated(text), action)
-    xy = xyz[:, :2].astype(np.float64)
-    ade = None if truth is None else float(np.mean(np.linalg.norm(xy - truth, axis=1)))
-    result.max_abs_accel = float(np.max(np.abs(kin.lon_accel)))
-    result.max_abs_curvature = float(np.max(np.abs(kin.curvature)))
-    result.final_xy = xy[-1]
-    result.row = {
-        "reasoning": text,
-        "traj_xyz": xyz.tolist(),
-        "traj_yaw": yaw.tolist(),
-        "meta_action": {"longitudinal": action[0], "lateral": action[1]},
-        "ade_m": ade,
-    }
+class _BatchChecks:
+    """The trajectory checks of a clip's well-formed samples, (S, 64, 3) xyz and (S, 64) yaw
+    (float32 values), computed together; `check` fills in one sample's result."""
+
+    def __init__(self, xyz: np.ndarray, yaw: np.ndarray, v0: float, truth: np.ndarray | None):
+        kin = kinematics(xyz, yaw)
+        self.xyz, self.yaw = xyz, yaw
+        self.actions = classify_trajectories(xyz, yaw, v0)
+        self.physical = physical_failures_of_batch(kin)
+        self.comfort = comfort_violations_of_batch(kin)
+        self.xy = xyz[..., :2].astype(np.float64)
+        self.ade = None if truth is None else np.mean(np.linalg.norm(self.xy - truth, axis=-1), axis=-1)
+        self.max_abs_accel = np.abs(kin.lon_accel).max(-1)
+        self.max_abs_curvature = np.abs(kin.curvature).max(-1)
+
+    def check(self, i: int, result: _SampleResult, text: str, config: CheckConfig) -> None:
+        action = self.actions[i]
+        result.failures += [(Reason.PHYSICAL_BOUNDS, m) for m in self.physical[i]]
+        for name, message in self.comfort[i].items():
+            if config.reject_comfort:
+                result.failures.append((Reason.COMFORT_BOUNDS, message))
+            else:
+                result.flags.add(f"comfort_{name}")
+        result.inconsistency = contradiction(stated(text), action)
+        result.max_abs_accel = float(self.max_abs_accel[i])
+        result.max_abs_curvature = float(self.max_abs_curvature[i])
+        result.final_xy = self.xy[i, -1]
+        result.row = {
+            "reasoning": text,
+            "traj_xyz": self.xyz[i].tolist(),
+            "traj_yaw": self.yaw[i].tolist(),
+            "meta_action": {"longitudinal": action[0], "lateral": action[1]},
+            "ade_m": None if self.ade is None else float(self.ade[i]),
+        }
 
 
 def ego_speed(clip: dict) -> float:

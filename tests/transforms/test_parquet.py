@@ -30,6 +30,7 @@ from transforms.parquet import (
 
 DATE, VEHICLE = "2026-01-01", "veh-000"
 LABEL_FILE = f"labels/date={DATE}/vehicle_id={VEHICLE}/log-a-0.parquet"
+CLIP_FILE = f"clips/date={DATE}/vehicle_id={VEHICLE}/log-a-0.parquet"
 # Two samples, the second with null fields (no ADE, no lateral meta-action).
 SAMPLES = [sample("Keep speed since the road ahead is clear.", 5.0, 0.0, "keep_speed"),
            sample("Stop for the red light ahead.", 5.0, -1.5, "stop", lateral=None, ade=None)]
@@ -68,6 +69,12 @@ def test_clips_and_quarantine_round_trip(tmp_path):
     write_partition_file(str(tmp_path), "clips", clips, DATE, VEHICLE, "log-a-0")
     write_partition_file(str(tmp_path), "quarantine", quarantine, DATE, VEHICLE, "log-a-0")
     assert read_table(str(tmp_path), "clips").to_pylist() == clips[::-1]  # sorted by t0
+    # JPEG bytes are stored as they are, without dictionary pages; the other columns with zstd
+    group = pq.ParquetFile(tmp_path / CLIP_FILE).metadata.row_group(0)
+    chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert chunks["images.list.element"].compression == "UNCOMPRESSED"
+    assert not chunks["images.list.element"].has_dictionary_page
+    assert chunks["clip_id"].compression == "ZSTD" and chunks["clip_id"].has_dictionary_page
     assert read_table(str(tmp_path), "quarantine").to_pylist() == quarantine[::-1]  # log-level rows last
     assert read_table(str(tmp_path), "clips", ["t0_us"]).column("t0_us").to_pylist() == [1_500_000, 2_000_000]
 
