@@ -161,6 +161,14 @@ def planned_windows(tasks: list[BlockTask], stride_us: int = DEFAULT_STRIDE_US) 
     return sum(len(t0_grid(info, stride_us)) for info in infos.values())
 
 
+def block_windows(task: BlockTask, stride_us: int, block_us: int) -> int:
+    """Clip windows with t0 in the task's block (0 for a log-level quarantine task)."""
+    if task.done is not None:
+        return len(task.done.clips)
+    grid = t0_grid(task.info, stride_us)  # multiples of the stride, as are block starts
+    return len(range(max(grid.start, task.block_start_us), min(grid.stop, task.block_start_us + block_us), stride_us))
+
+
 class PlanBlocks(beam.DoFn):
     """LogRef -> its BlockTasks (`plan_log`)."""
 
@@ -237,6 +245,9 @@ class ReadClips(beam.PTransform):
     def expand(self, pbegin):
         sources = self._sources
         if isinstance(sources, list) and sources and all(isinstance(s, BlockTask) for s in sources):
+            # Largest blocks first: a runner that deals the blocks out in turn (the local runner's
+            # multi-processing mode does, round-robin) then gives every worker a like share of windows.
+            sources = sorted(sources, key=lambda t: -block_windows(t, self._stride_us, self._block_us))
             tasks = pbegin | "Plans" >> beam.Create(sources, reshuffle=False)  # SpreadBlocks spreads them
         else:
             if not isinstance(sources, beam.PCollection):

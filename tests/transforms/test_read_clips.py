@@ -29,6 +29,7 @@ from transforms.read_clips import (
     ReadClips,
     StreamClips,
     assemble_block,
+    block_windows,
     plan_blocks,
     planned_windows,
     timestamped,
@@ -218,6 +219,12 @@ def test_read_clips_from_planned_tasks_gives_the_blocks_of_the_uris(fleet):
     for sources in ([str(fleet)], tasks):
         run_batch(sources, lambda blocks: summary(blocks) == expected or pytest.fail(str(summary(blocks))),
                   block_us=5 * S, topic_map=STAMPS)
+
+
+def test_block_windows_counts_each_blocks_windows_before_reading_it(fleet):
+    # the counts that assembling the blocks gives (test above); ReadClips deals blocks out largest first
+    tasks = plan_blocks([str(fleet)], STAMPS, block_us=5 * S)
+    assert [block_windows(t, 500_000, 5 * S) for t in tasks] == [6, 10, 10, 10, 1, 0]
 
 
 def test_blocks_come_out_of_one_pardo_without_a_flatten(fleet):
