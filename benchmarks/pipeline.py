@@ -27,7 +27,9 @@ clips and one right after the other (so both sides run under about the same mach
 - ratio = pipeline / teacher (what the pipeline costs on top of the teacher), and the 1-minute
   load average before each side.
 It prints the median ratio per scale, peak memory against the smallest fleet, seconds per clip
-against the smallest fleet (linear time: 1.0), and once, at scale 1, a naive loop: per clip,
+against the smallest fleet (linear time: 1.0), the marginal ratio (the clips a scale adds over the
+previous one per pipeline second it adds, against the bare teacher: the ratio without the run's
+fixed start-up and wind-down, which small fleets cannot amortise), and once, at scale 1, a naive loop: per clip,
 open the log, read its 8 s, assemble, predict with batch 1 (what simple labelling scripts do).
 Writes JSON with every repeat.
 """
@@ -35,6 +37,7 @@ Writes JSON with every repeat.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -208,8 +211,30 @@ def measure(scale: int, args) -> dict:
             "load_teacher": load_teacher}
 
 
+def summarise(runs: list[dict], scales: list[int]) -> list[dict]:
+    """One row per scale: medians over its repeats, peaks, ratios against the first scale, and
+    from the second scale on the marginal ratio: the clips added over the previous scale per
+    pipeline second they added, against the bare teacher (mean of the two scales' medians), i.e.
+    the pipeline's cost per clip with its start-up (runner, load, first batch, shuffle) taken out."""
+    rows = []
+    for scale in scales:
+        mine = [r for r in runs if r["scale"] == scale]
+        rows.append({**mine[0], **{k: round(statistics.median(r[k] for r in mine), 3) for k in
+                                   ("pipeline_s", "pipeline_clips_per_s", "teacher_clips_per_s", "ratio")},
+                     "peak_rss_mib": max(r["peak_rss_mib"] for r in mine), "ratios": [r["ratio"] for r in mine],
+                     "teacher_peak_rss_mib": max(r["teacher_peak_rss_mib"] for r in mine)})
+    first = rows[0]
+    for r in rows:
+        r["memory_vs_first"] = round(r["peak_rss_mib"] / first["peak_rss_mib"], 3)
+        r["s_per_clip_vs_first"] = round((r["pipeline_s"] / r["clips"]) / (first["pipeline_s"] / first["clips"]), 3)
+    for previous, r in zip(rows, rows[1:]):
+        rate = (r["clips"] - previous["clips"]) / (r["pipeline_s"] - previous["pipeline_s"])
+        r["marginal_clips_per_s"] = round(rate, 3)
+        r["marginal_ratio"] = round(rate / ((r["teacher_clips_per_s"] + previous["teacher_clips_per_s"]) / 2), 3)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
-    import statistics
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vehicles", type=int, default=2, help="vehicles in the base fleet (default 2)")
@@ -236,30 +261,22 @@ def main(argv: list[str] | None = None) -> int:
         for scale in scales:
             runs.append(measure(scale, args))
             print(json.dumps(runs[-1]), flush=True)
-    rows = []
-    for scale in scales:
-        mine = [r for r in runs if r["scale"] == scale]
-        rows.append({**mine[0], **{k: round(statistics.median(r[k] for r in mine), 3) for k in
-                                   ("pipeline_s", "pipeline_clips_per_s", "teacher_clips_per_s", "ratio")},
-                     "peak_rss_mib": max(r["peak_rss_mib"] for r in mine), "ratios": [r["ratio"] for r in mine],
-                     "teacher_peak_rss_mib": max(r["teacher_peak_rss_mib"] for r in mine)})
+    rows = summarise(runs, scales)
     base = fleet(args.vehicles, args.minutes, seed=0)
     naive_rate = naive(base, args.teacher, args.samples, args.naive_clips)
     first = rows[0]
-    for r in rows:
-        r["memory_vs_first"] = round(r["peak_rss_mib"] / first["peak_rss_mib"], 3)
-        r["s_per_clip_vs_first"] = round((r["pipeline_s"] / r["clips"]) / (first["pipeline_s"] / first["clips"]), 3)
     summary = {"rows": rows, "runs": runs, "naive_clips_per_s": round(naive_rate, 3),
                "speedup_over_naive": round(first["pipeline_clips_per_s"] / naive_rate, 2),
                "cpus": os.cpu_count(), "threads": args.threads, "samples": args.samples, "batch": args.batch}
     print(f"\n{'scale':>5} {'windows':>8} {'pipeline s':>10} {'pipeline clips/s':>16} {'teacher clips/s':>15} "
           f"{'ratio':>6} {'ratios':>18} {'peak RSS MiB':>12} {'RSS vs 1st':>10} {'s/clip vs 1st':>13} "
-          f"{'bare peak MiB':>13}")
+          f"{'bare peak MiB':>13} {'marginal ratio':>14}")
     for r in rows:
         ratios = ",".join(f"{x:.2f}" for x in r["ratios"])
         print(f"{r['scale']:>5} {r['windows']:>8} {r['pipeline_s']:>10} {r['pipeline_clips_per_s']:>16} "
               f"{r['teacher_clips_per_s']:>15} {r['ratio']:>6} {ratios:>18} {r['peak_rss_mib']:>12} "
-              f"{r['memory_vs_first']:>10} {r['s_per_clip_vs_first']:>13} {r['teacher_peak_rss_mib']:>13}")
+              f"{r['memory_vs_first']:>10} {r['s_per_clip_vs_first']:>13} {r['teacher_peak_rss_mib']:>13} "
+              f"{r.get('marginal_ratio', ''):>14}")
     print(f"naive per-clip loop: {naive_rate:.3f} clips/s; pipeline speed-up {summary['speedup_over_naive']}x; "
           f"load average (1 min) during the runs: {min(r['load_pipeline'] for r in runs)}-"
           f"{max(max(r['load_pipeline'], r['load_teacher']) for r in runs)}")

@@ -1,4 +1,6 @@
-"""The pipeline benchmark's memory figure is the child's own peak, not its parent's."""
+"""The pipeline benchmark: the child's own peak memory, the bare teacher's batches, the summary rows."""
+
+import statistics
 
 from benchmarks.pipeline import run_cli
 
@@ -27,3 +29,21 @@ def test_bare_teacher_batches_hold_every_clip_once_in_batches(tmp_path):
     rows = [row for b in batches for row in b]
     assert sorted(rows, key=lambda r: r["clip_id"]) == sorted(read_table(str(tmp_path), "clips").to_pylist(),
                                                               key=lambda r: r["clip_id"])
+
+
+def test_the_marginal_ratio_takes_the_start_up_out():
+    from benchmarks.pipeline import summarise
+
+    def run(scale, clips, seconds, teacher):
+        return {"scale": scale, "clips": clips, "pipeline_s": seconds, "pipeline_clips_per_s": clips / seconds,
+                "teacher_clips_per_s": teacher, "ratio": clips / seconds / teacher, "peak_rss_mib": 1000.0 + scale,
+                "teacher_peak_rss_mib": 900.0}
+
+    # ~2 s of start-up, then 40 ms a clip (25 clips/s) against a 30 clips/s teacher: the marginal ratio
+    # is 25 / 30, the whole runs' ratios (0.55, 0.66) carry the start-up
+    runs = [run(1, 100, 6.0, 30.0), run(2, 200, 10.0, 30.0), run(1, 100, 6.2, 30.0), run(2, 200, 10.2, 30.0)]
+    first, second = summarise(runs, [1, 2])
+    assert first["pipeline_s"] == 6.1 and "marginal_ratio" not in first
+    assert second["marginal_clips_per_s"] == 25.0 and second["marginal_ratio"] == 0.833
+    assert second["ratio"] == round(statistics.median([200 / 10.0 / 30, 200 / 10.2 / 30]), 3)
+    assert second["memory_vs_first"] == round(1002 / 1001, 3) and second["s_per_clip_vs_first"] == round(10.1 / 200 / (6.1 / 100), 3)
