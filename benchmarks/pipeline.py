@@ -214,8 +214,9 @@ def measure(scale: int, args) -> dict:
 def summarise(runs: list[dict], scales: list[int]) -> list[dict]:
     """One row per scale: medians over its repeats, peaks, ratios against the first scale, and
     from the second scale on the marginal ratio: the clips added over the previous scale per
-    pipeline second they added, against the bare teacher (mean of the two scales' medians), i.e.
-    the pipeline's cost per clip with its start-up (runner, load, first batch, shuffle) taken out."""
+    pipeline second they added, against the bare teacher (the mean of its two runs), i.e. the
+    pipeline's cost per clip with its start-up (runner, load, first batch, shuffle) taken out;
+    computed within each repeat (its runs follow one another) and the median taken."""
     rows = []
     for scale in scales:
         mine = [r for r in runs if r["scale"] == scale]
@@ -228,9 +229,14 @@ def summarise(runs: list[dict], scales: list[int]) -> list[dict]:
         r["memory_vs_first"] = round(r["peak_rss_mib"] / first["peak_rss_mib"], 3)
         r["s_per_clip_vs_first"] = round((r["pipeline_s"] / r["clips"]) / (first["pipeline_s"] / first["clips"]), 3)
     for previous, r in zip(rows, rows[1:]):
-        rate = (r["clips"] - previous["clips"]) / (r["pipeline_s"] - previous["pipeline_s"])
-        r["marginal_clips_per_s"] = round(rate, 3)
-        r["marginal_ratio"] = round(rate / ((r["teacher_clips_per_s"] + previous["teacher_clips_per_s"]) / 2), 3)
+        ratios = []
+        for repeat in sorted({run["repeat"] for run in runs}):
+            a, b = ({run["scale"]: run for run in runs if run["repeat"] == repeat}[s]
+                    for s in (previous["scale"], r["scale"]))
+            rate = (b["clips"] - a["clips"]) / (b["pipeline_s"] - a["pipeline_s"])
+            ratios.append(rate / ((a["teacher_clips_per_s"] + b["teacher_clips_per_s"]) / 2))
+        r["marginal_ratios"] = [round(x, 3) for x in ratios]
+        r["marginal_ratio"] = round(statistics.median(ratios), 3)
     return rows
 
 
@@ -257,9 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     scales = [int(s) for s in args.scales.split(",")]
     runs = []
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for scale in scales:
-            runs.append(measure(scale, args))
+            runs.append({**measure(scale, args), "repeat": repeat})
             print(json.dumps(runs[-1]), flush=True)
     rows = summarise(runs, scales)
     base = fleet(args.vehicles, args.minutes, seed=0)
