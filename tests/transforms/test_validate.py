@@ -13,10 +13,14 @@ from schemas.reasons import Reason
 from transforms.validate import (
     CheckConfig,
     ValidateLabels,
+    comfort_violations,
+    comfort_violations_of_batch,
     contradiction,
     is_english,
     kinematics,
     label_row,
+    physical_failures,
+    physical_failures_of_batch,
     teacher_error_row,
 )
 
@@ -115,6 +119,19 @@ def test_kinematics_of_a_batch_are_bit_for_bit_each_trajectorys_own():
         one = kinematics(*trajectory)
         for name in ("lon_accel", "lat_accel", "curvature", "jerk", "lon_jerk", "yaw_rate", "yaw_accel"):
             assert np.array_equal(getattr(batch[j], name), getattr(one, name)), name
+
+
+def test_bounds_of_a_batch_are_each_trajectorys_own():
+    rng = np.random.default_rng(0)
+    noisy = (rng.normal(size=(64, 3)).cumsum(0).astype(np.float32), rng.normal(size=64).cumsum().astype(np.float32))
+    trajectories = [straight(), noisy, circle(10.0, 0.06), accelerating(5.0, 3.0)]
+    batch = kinematics(np.stack([t[0] for t in trajectories]), np.stack([t[1] for t in trajectories]))
+    physical, comfort = physical_failures_of_batch(batch), comfort_violations_of_batch(batch)
+    assert physical == [physical_failures(kinematics(*t)) for t in trajectories]
+    assert comfort == [comfort_violations(kinematics(*t)) for t in trajectories]
+    assert physical[0] == [] and comfort[0] == {}  # a straight cruise keeps every bound
+    assert len(physical[1]) == 2 and physical[1][0].startswith("longitudinal accel")  # the random walk breaks both
+    assert list(comfort[2]) == ["lat_accel"] and list(comfort[3]) == ["lon_accel"]  # 6 m/s^2 sideways; 3 ahead
 
 
 def test_nan_is_nonfinite_with_sample_index():
