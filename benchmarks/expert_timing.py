@@ -50,8 +50,8 @@ def drive_timing(seed: int, minutes: float, stride_us: int) -> dict:
 
     drive = simulate_drive(vehicle_id=f"sim-{seed:05d}", seed=seed, duration_s=minutes * 60, start_us=START_US)
     clips = clip_times(drive, stride_us)
+    # the clips' grid (sim.dataset.clip_times) at 0.1 s instead of the stride
     fine = np.arange(drive.start_us + MIN_HISTORY_US, drive.end_us - FUTURE_OFFSETS_US[-1] + 1, STEP_US)
-    fine = fine[(fine - clips[0]) % STEP_US == 0]  # the clips' grid, refined
     at = dict(zip(fine.tolist(), longitudinal_classes(drive, fine)))
     sequence = [at[t] for t in sorted(at)]
     changes = collections.Counter(f"{a}->{b}" for a, b in zip(sequence, sequence[1:]) if a != b)

@@ -162,7 +162,8 @@ def planned_windows(tasks: list[BlockTask], stride_us: int = DEFAULT_STRIDE_US) 
 
 
 def block_windows(task: BlockTask, stride_us: int, block_us: int) -> int:
-    """Clip windows with t0 in the task's block (0 for a log-level quarantine task)."""
+    """Clip windows with t0 in the task's block, counted from the plan (a task done at planning,
+    an unreadable log or one without windows, has its clips already: none)."""
     if task.done is not None:
         return len(task.done.clips)
     grid = t0_grid(task.info, stride_us)  # multiples of the stride, as are block starts
